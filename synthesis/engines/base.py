@@ -1,0 +1,81 @@
+"""The engine interface: the one contract between the platform and a TTS model.
+
+An engine is loaded once per process and then shared by every request. It turns a
+prompt (audio + transcript) into *features* once, at clone time, and later streams
+audio for text given those features. The platform never looks inside features: it
+stores them, checksums them, and hands them back.
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    languages: tuple[str, ...]
+    #: instructions the engine honours, e.g. ("speed", "pitch", "volume"); empty = ignores instruct_text
+    instruct: tuple[str, ...] = ()
+    #: a short, honest sentence on what cloning does with this engine
+    cloning: str = ""
+
+
+@dataclass
+class Features:
+    """Speaker features: JSON-able metadata plus named float arrays.
+
+    Serialised as an .npz without pickle, so loading a bundle never executes code.
+    """
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    _META_KEY = "__meta__"
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        payload = {k: np.ascontiguousarray(v) for k, v in self.arrays.items()}
+        meta = json.dumps(self.meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        payload[self._META_KEY] = np.frombuffer(meta, dtype=np.uint8)
+        np.savez(buf, **payload)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Features":
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files if k != cls._META_KEY}
+            if cls._META_KEY not in npz.files:
+                raise ValueError("features have no metadata")
+            meta = json.loads(npz[cls._META_KEY].tobytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("features metadata is not an object")
+        return cls(meta=meta, arrays=arrays)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    #: registry name, e.g. "kokoro"
+    name: str
+    #: version of the feature format; features of another version must be re-derived
+    feature_version: str
+    #: sample rate of the audio that stream() yields
+    sample_rate: int
+    capabilities: EngineCapabilities
+
+    def load(self) -> None:
+        """Load weights and warm up. Idempotent; called once per process."""
+
+    def extract_features(self, audio: np.ndarray, sample_rate: int, text: str) -> Features:
+        """Compute speaker features from a mono float32 prompt in [-1, 1] and its transcript."""
+
+    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None) -> Iterator[np.ndarray]:
+        """Yield mono float32 audio at ``sample_rate`` for each clause as it arrives.
+
+        ``clauses`` may block while the client is still typing; the engine must start
+        speaking the first clause before the iterable is exhausted.
+        """

@@ -1,0 +1,32 @@
+"""The one error type that crosses an entry point.
+
+Domain modules raise subclasses of :class:`ApiError`; exactly one boundary per entry
+point (REST view, WebSocket consumer, job) turns them into
+``{"error": true, "message": ...}`` with ``status`` as the HTTP code.
+"""
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status: int = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def as_json(self) -> dict[str, object]:
+        return {"error": True, "message": self.message}
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class Forbidden(ApiError):
+    status = 403
