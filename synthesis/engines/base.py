@@ -66,6 +66,9 @@ class Engine(Protocol):
     #: sample rate of the audio that stream() yields
     sample_rate: int
     capabilities: EngineCapabilities
+    #: set by load(): weights are in memory / a warm-up synthesis has run
+    loaded: bool
+    warm: bool
 
     def load(self) -> None:
         """Load weights and warm up. Idempotent; called once per process."""

@@ -1,0 +1,41 @@
+# `make run`: install into .venv, migrate, serve on 0.0.0.0:$(PORT) in embedded mode.
+# `make test`: install, start what the tests need, run them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 12244
+HOST ?= 0.0.0.0
+
+.PHONY: install install-test migrate run test check clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip==25.3
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	# Resemblyzer is used only for its speaker-encoder weights (run in numpy): skip its torch dependency.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps resemblyzer==0.1.4
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ttsplatform.asgi:application
+
+test: install-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: install-test
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

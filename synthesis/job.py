@@ -1,0 +1,115 @@
+"""One synthesis job, independent of transport: text pieces in, numbered encoded chunks out.
+
+The same function runs in a thread of the embedded server and (later) in a Celery
+worker; only the text source and the chunk sink differ.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from synthesis.encoding import make_encoder
+from synthesis.engines.base import Engine, Features
+from synthesis.protocol import TtsRequest
+from synthesis.resample import resample
+from synthesis.text.segmenter import ClauseSegmenter
+
+log = logging.getLogger(__name__)
+
+
+class ChunkSink(Protocol):
+    def chunk(self, index: int, data_b64: str) -> None: ...
+    def end(self, count: int) -> None: ...
+    def error(self, message: str) -> None: ...
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class TextInbox:
+    """Bounded hand-over of text pieces from the connection to the job thread."""
+
+    _DONE = object()
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity)
+        self.cancelled = threading.Event()
+
+    def put(self, text: str, done: bool) -> None:
+        """Non-blocking; raises queue.Full when the job is far behind the client."""
+        if text:
+            self._queue.put_nowait(text)
+        if done:
+            self._queue.put_nowait(self._DONE)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def pieces(self) -> Iterator[str]:
+        while True:
+            if self.cancelled.is_set():
+                raise JobCancelled()
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is self._DONE:
+                return
+            assert isinstance(item, str)
+            yield item
+
+
+@dataclass
+class JobStats:
+    chunks: int = 0
+    audio_seconds: float = 0.0
+    first_chunk_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def clauses_from(inbox: TextInbox, segmenter: ClauseSegmenter) -> Iterator[str]:
+    for piece in inbox.pieces():
+        yield from segmenter.feed(piece)
+    yield from segmenter.flush()
+
+
+def run_synthesis(
+    engine: Engine, features: Features, request: TtsRequest, inbox: TextInbox, sink: ChunkSink
+) -> JobStats:
+    """Speak every clause as soon as it is complete; send each encoded chunk with its index."""
+    stats = JobStats()
+    encoder = make_encoder(request.audio_format, request.sample_rate, request.chunk_mode)
+
+    def emit(data: bytes) -> None:
+        if not data:
+            return
+        if stats.first_chunk_at is None:
+            stats.first_chunk_at = time.monotonic()
+        sink.chunk(stats.chunks, base64.b64encode(data).decode("ascii"))
+        stats.chunks += 1
+
+    try:
+        for audio in engine.stream(clauses_from(inbox, ClauseSegmenter()), features, request.instruct_text):
+            if inbox.cancelled.is_set():
+                raise JobCancelled()
+            stats.audio_seconds += len(audio) / engine.sample_rate
+            # Clauses start and end in a faded pause, so resampling each one on its own
+            # leaves no seam, and no resampler tail is held back from the client.
+            out = resample(np.asarray(audio, dtype=np.float32), engine.sample_rate, request.sample_rate)
+            if len(out):
+                emit(encoder.write(out))
+        emit(encoder.finish())
+    except JobCancelled:
+        log.info("job cancelled after %d chunks", stats.chunks)
+        return stats
+    sink.end(stats.chunks)
+    return stats

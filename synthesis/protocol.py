@@ -1,0 +1,122 @@
+"""The /tts wire protocol: parsing client messages and shaping server messages."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from synthesis.exceptions import ProtocolError
+
+AUDIO_FORMATS = ("opus", "pcm", "wav", "mp3", "flac", "aac", "m4a")
+SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+CHUNK_MODES = ("file", "stream")
+DEFAULT_FORMAT = "wav"
+DEFAULT_SAMPLE_RATE = 24000
+MAX_INSTRUCT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class TtsRequest:
+    prompt_id: str
+    audio_format: str = DEFAULT_FORMAT
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    instruct_text: str | None = None
+    chunk_mode: str = "file"
+
+
+def decode_message(text: str | None) -> dict[str, Any]:
+    if text is None:
+        raise ProtocolError("binary frames are not supported; send JSON text frames")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise ProtocolError("message is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("message must be a JSON object")
+    return message
+
+
+def parse_req_params(raw: Any) -> TtsRequest:
+    if not isinstance(raw, dict):
+        raise ProtocolError("req_params must be an object")
+    prompt_id = raw.get("prompt_id")
+    if not isinstance(prompt_id, str) or not prompt_id.strip():
+        raise ProtocolError("req_params.prompt_id is required")
+    fmt = raw.get("audio_format")
+    fmt = DEFAULT_FORMAT if fmt in (None, "") else fmt
+    if not isinstance(fmt, str) or fmt.strip().lower() not in AUDIO_FORMATS:
+        raise ProtocolError(f"req_params.audio_format must be one of {', '.join(AUDIO_FORMATS)}")
+    rate = raw.get("sample_rate")
+    rate = DEFAULT_SAMPLE_RATE if rate in (None, "") else _as_int(rate)
+    if rate not in SAMPLE_RATES:
+        raise ProtocolError(f"req_params.sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}")
+    instruct = raw.get("instruct_text")
+    if instruct is not None and not isinstance(instruct, str):
+        raise ProtocolError("req_params.instruct_text must be a string or null")
+    if instruct is not None and len(instruct) > MAX_INSTRUCT_CHARS:
+        raise ProtocolError(f"req_params.instruct_text must be at most {MAX_INSTRUCT_CHARS} characters")
+    mode = raw.get("chunk_mode")
+    mode = "file" if mode in (None, "") else mode
+    if mode not in CHUNK_MODES:
+        raise ProtocolError("req_params.chunk_mode must be 'file' or 'stream'")
+    return TtsRequest(
+        prompt_id=prompt_id,
+        audio_format=fmt.strip().lower(),
+        sample_rate=rate,
+        instruct_text=instruct.strip() or None if instruct else None,
+        chunk_mode=mode,
+    )
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def parse_text_message(message: dict[str, Any]) -> tuple[str, bool]:
+    text = message.get("text")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ProtocolError("text must be a string")
+    done = message.get("done", False)
+    if done is None:
+        done = False
+    if not isinstance(done, bool):
+        raise ProtocolError("done must be true or false")
+    return text, done
+
+
+def chunk_message(request_id: str, index: int, data: str, request: TtsRequest) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "error": False,
+        "is_end": False,
+        "index": index,
+        "data": data,
+        "audio_format": request.audio_format,
+        "sample_rate": request.sample_rate,
+    }
+
+
+def end_message(request_id: str, count: int) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "error": False,
+        "is_end": True,
+        "index": count,
+        "data": None,
+        "audio_format": None,
+        "sample_rate": None,
+    }
+
+
+def error_message(message: str) -> dict[str, Any]:
+    return {"error": True, "message": message}

@@ -1,0 +1,108 @@
+"""WebSocket /tts end to end: every format in both chunk modes, sample rates, text in pieces."""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.support import decode_audio, rms_dbfs, stream_tts
+from tests.server import RunningServer
+
+FORMATS = ["opus", "pcm", "wav", "mp3", "flac", "aac", "m4a"]
+ZH = "你好，欢迎使用语音合成服务。"
+EN = "Hello there, welcome to the speech service."
+
+
+def _check_stream(result, fmt: str, rate: int, mode: str, min_s: float, max_s: float) -> None:
+    assert not result.errors, result.errors
+    assert result.end is not None, "no end message"
+    audio = result.audio
+    assert audio, "no audio chunks"
+    assert [m["index"] for m in audio] == list(range(len(audio)))
+    ids = {m["id"] for m in result.messages}
+    assert len(ids) == 1
+    assert result.end["index"] == len(audio)
+    assert result.end["data"] is None and result.end["audio_format"] is None and result.end["sample_rate"] is None
+    for m in audio:
+        assert m["error"] is False and m["is_end"] is False
+        assert m["audio_format"] == fmt and m["sample_rate"] == rate
+    chunks = result.chunks()
+    if mode == "file":
+        decoded = [decode_audio(c, fmt, rate) for c in chunks]
+        samples = [s for s, _ in decoded]
+        rates = {r for _, r in decoded}
+        total = sum(len(s) / r for s, r in decoded)
+        import numpy as np
+
+        joined = np.concatenate(samples)
+    else:
+        joined, r = decode_audio(b"".join(chunks), fmt, rate)
+        rates = {r}
+        total = len(joined) / r
+    expected_rate = rate if fmt != "opus" else None
+    if expected_rate is not None:
+        assert rates == {expected_rate}
+    assert min_s <= total <= max_s, f"{total:.2f} s of audio"
+    assert rms_dbfs(joined) > -35, "audio is (nearly) silent"
+
+
+@pytest.mark.parametrize("mode", ["file", "stream"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_decodes_in_both_chunk_modes(server: RunningServer, voice: str, fmt: str, mode: str) -> None:
+    params = {"prompt_id": voice, "audio_format": fmt, "sample_rate": 24000, "instruct_text": None, "chunk_mode": mode}
+    result = stream_tts(server.ws, params, [ZH[:6], ZH[6:]])
+    _check_stream(result, fmt, 24000, mode, min_s=1.0, max_s=8.0)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 24000, 32000, 44100, 48000])
+def test_every_sample_rate(server: RunningServer, voice: str, rate: int) -> None:
+    params = {"prompt_id": voice, "audio_format": "wav", "sample_rate": rate}
+    result = stream_tts(server.ws, params, [EN])
+    _check_stream(result, "wav", rate, "file", min_s=1.0, max_s=8.0)
+
+
+def test_default_params_give_wav_at_24k(server: RunningServer, voice: str) -> None:
+    result = stream_tts(server.ws, {"prompt_id": voice}, [ZH])
+    _check_stream(result, "wav", 24000, "file", min_s=1.0, max_s=8.0)
+    assert result.chunks()[0][:4] == b"RIFF"
+
+
+def test_text_one_character_at_a_time_in_mixed_languages(server: RunningServer, voice: str) -> None:
+    text = "我今天用ChatGPT写了3个demo，效果不错。It works well!"
+    result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm", "instruct_text": ""}, list(text))
+    _check_stream(result, "pcm", 24000, "file", min_s=2.0, max_s=15.0)
+
+
+def test_first_audio_arrives_before_done(server: RunningServer, voice: str) -> None:
+    """Clauses are spoken as soon as they are complete, long before the client says done."""
+    first = "好的。"
+    rest = list("接下来我会慢慢地把剩下的这段话一个字一个字地发给你，你应该早就开始说话了。")
+    pieces = [first] + rest
+    result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm"}, pieces, delay=0.15)
+    assert not result.errors, result.errors
+    assert result.arrival, "no messages"
+    first_audio_at = result.arrival[0]
+    assert first_audio_at < result.text_sent_at - 2.0, (first_audio_at, result.text_sent_at)
+
+
+def test_english_paragraph_streams_in_several_chunks(server: RunningServer, voice: str) -> None:
+    text = ("Streaming speech should start quickly. Every clause is spoken as soon as it is complete, "
+            "so listeners hear the first words while the rest is still being written.")
+    words = [w + " " for w in text.split(" ")]
+    result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "mp3", "sample_rate": 16000}, words)
+    _check_stream(result, "mp3", 16000, "file", min_s=5.0, max_s=25.0)
+    assert len(result.audio) >= 3
+
+
+def test_instruct_text_slow_makes_speech_longer(server: RunningServer, voice: str) -> None:
+    plain = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm"}, [EN])
+    slow = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm", "instruct_text": "please speak slowly"}, [EN])
+    assert not plain.errors and not slow.errors
+    plain_len = sum(len(c) for c in plain.chunks())
+    slow_len = sum(len(c) for c in slow.chunks())
+    assert slow_len > plain_len * 1.1
+
+
+def test_empty_text_ends_with_zero_chunks(server: RunningServer, voice: str) -> None:
+    result = stream_tts(server.ws, {"prompt_id": voice}, [])
+    assert not result.errors
+    assert result.end is not None and result.end["index"] == 0
+    assert result.audio == []

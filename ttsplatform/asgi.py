@@ -1,0 +1,32 @@
+"""ASGI entry point: Django views for HTTP, the /tts consumer for WebSockets.
+
+The engine starts loading in a background thread as soon as the process starts;
+/health answers 503 until it is loaded and warm, and early requests wait for it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttsplatform.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from synthesis.engines.registry import get_loaded_engine  # noqa: E402
+from ttsplatform.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)
+
+from django.conf import settings  # noqa: E402
+
+if settings.TTS_PRELOAD_ENGINE:
+    threading.Thread(target=get_loaded_engine, name="engine-preload", daemon=True).start()

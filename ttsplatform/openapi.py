@@ -1,0 +1,120 @@
+"""The OpenAPI 3.1 document of the REST API, served at GET /openapi.json.
+
+Written by hand because the endpoints are plain async Django views; a test checks
+that every REST route is documented here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from ttsplatform.http import json_endpoint
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {400: "bad input", 403: "path outside the allowed roots", 404: "unknown id",
+               405: "wrong method", 413: "payload too large", 503: "not ready"}
+    return {str(c): {"description": reasons.get(c, "error"), **_json(_ERROR)} for c in codes}
+
+
+def _post(summary: str, body: dict[str, Any], answer: dict[str, Any], *codes: int) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, **_json(body)},
+            "responses": {"200": {"description": "ok", **_json(answer)}, **_errors(400, 405, *codes)},
+        }
+    }
+
+
+_IDS = {"type": "array", "items": {"type": "string"}}
+
+SCHEMA: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Streaming voice-cloning TTS",
+        "version": "1.0.0",
+        "description": "REST part of the API. Streaming synthesis is the WebSocket `/tts` (see README).",
+    },
+    "paths": {
+        "/speakers": {
+            "get": {
+                "summary": "List the caller's cloned voices",
+                "responses": {"200": {"description": "prompt ids", **_json(_IDS)}, **_errors(405)},
+            }
+        },
+        "/remove": _post(
+            "Remove a cloned voice",
+            {"type": "object", "required": ["prompt_id"], "properties": {"prompt_id": {"type": "string"}}},
+            {"type": "object", "properties": {"status": {"const": "ok"}}},
+            404,
+        ),
+        "/clone": _post(
+            "Clone a voice from a prompt recording and its transcript",
+            {
+                "type": "object",
+                "required": ["prompt_audio", "prompt_text", "prompt_id"],
+                "properties": {
+                    "prompt_audio": {
+                        "type": "string",
+                        "description": "base64 audio (optionally a data: URI), an http(s) URL, or a local file path. "
+                        "Containers are recognised by content; bytes of no known container are raw s16le mono PCM.",
+                    },
+                    "prompt_text": {"type": "string", "maxLength": 1000},
+                    "prompt_id": {"type": "string", "maxLength": 128},
+                    "sample_rate": {"type": "integer", "minimum": 8000, "maximum": 48000,
+                                    "description": "rate of raw PCM prompts (default 16000)"},
+                },
+            },
+            {"type": "object", "properties": {"existed": {"type": "boolean"}, "prompt_id": {"type": "string"}}},
+            403, 413,
+        ),
+        "/cache/save": _post(
+            "Save voices to a tone-cache bundle",
+            {"type": "object", "required": ["cache_dir"],
+             "properties": {"cache_dir": {"type": "string"}, "prompt_ids": _IDS}},
+            {"type": "object", "properties": {"cache_path": {"type": "string"}}},
+            403, 404, 413,
+        ),
+        "/cache/load": _post(
+            "Load voices from a tone-cache bundle",
+            {"type": "object", "required": ["cache_path"],
+             "properties": {"cache_path": {"type": "string"}, "prompt_ids": _IDS}},
+            {"type": "object", "properties": {"loaded_speakers": _IDS}},
+            403, 404, 413,
+        ),
+        "/health": {
+            "get": {
+                "summary": "Process up, engine loaded and warm",
+                "responses": {
+                    "200": {"description": "ready", **_json({"type": "object"})},
+                    **_errors(503),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": {"const": True}, "message": {"type": "string"}},
+            }
+        }
+    },
+}
+
+
+@json_endpoint("GET")
+async def schema_view(request: HttpRequest) -> dict[str, Any]:
+    return SCHEMA

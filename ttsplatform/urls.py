@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import path
+
+from ttsplatform import openapi
+from ttsplatform.health import health
+from voices import views
+
+urlpatterns = [
+    path("speakers", views.speakers, name="speakers"),
+    path("remove", views.remove, name="remove"),
+    path("clone", views.clone, name="clone"),
+    path("cache/save", views.cache_save, name="cache-save"),
+    path("cache/load", views.cache_load, name="cache-load"),
+    path("health", health, name="health"),
+    path("openapi.json", openapi.schema_view, name="openapi"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "ttsplatform.http.bad_request"
+handler404 = "ttsplatform.http.not_found"
+handler500 = "ttsplatform.http.server_error"

@@ -1,0 +1,23 @@
+"""Domain errors of the voices app (each carries its HTTP status)."""
+from __future__ import annotations
+
+from ttsplatform.errors import ApiError, NotFound
+
+
+class UnknownVoice(NotFound):
+    def __init__(self, prompt_id: str) -> None:
+        super().__init__(f"unknown prompt_id: {prompt_id!r}")
+
+
+class InvalidRequest(ApiError):
+    status = 400
+
+
+class CorruptData(ApiError):
+    """Stored data that fails its checksum: the server's problem, not the client's."""
+
+    status = 500
+
+
+class ToneCacheError(ApiError):
+    status = 400
