@@ -15,6 +15,7 @@ ALLOWED_HOSTS = [h for h in envstr("DJANGO_ALLOWED_HOSTS", "*").split(",") if h]
 
 #: Where the embedded database, voice features, prompt audio and the assembled model live.
 TTS_DATA_DIR = Path(envstr("TTS_DATA_DIR", str(BASE_DIR / "var"))).expanduser().resolve()
+TTS_DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its own directory
 
 INSTALLED_APPS = [
     "daphne",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ from voices.exceptions import ToneCacheError
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.models import Tenant, Voice
-from voices.safe_paths import resolve_client_dir, resolve_client_path
-from ttsplatform.errors import NotFound, PayloadTooLarge
+from voices.safe_paths import read_client_file, resolve_client_path
+from ttsplatform.errors import ApiError, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,14 @@ def _check_local(raw: str) -> None:
 def save_bundle(tenant: Tenant, cache_dir: str, prompt_ids: list[str]) -> str:
     """Write the listed voices (all of the tenant's when empty) and return the bundle's path."""
     _check_local(cache_dir)
-    directory = resolve_client_dir(cache_dir, settings.TTS_PATH_ROOTS, create=True)
+    directory = resolve_client_path(cache_dir, settings.TTS_PATH_ROOTS, must_exist=False, kind="dir")
     voices = _select_voices(tenant, prompt_ids)
     data = _build_bundle(voices)
     if len(data) > settings.TTS_CACHE_MAX_BYTES:
         raise PayloadTooLarge(f"tone cache would be {len(data)} bytes, over the {settings.TTS_CACHE_MAX_BYTES}-byte limit")
     path = directory / BUNDLE_NAME
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
     except OSError as exc:
         raise ToneCacheError(f"cannot write tone cache to {directory}: {exc.strerror or exc}") from None
@@ -139,19 +141,20 @@ def _build_bundle(voices: list[Voice]) -> bytes:
 def load_bundle(tenant: Tenant, cache_path: str, prompt_ids: list[str]) -> list[str]:
     """Restore the listed voices (all in the bundle when empty) into the tenant. All or nothing."""
     _check_local(cache_path)
-    path = resolve_client_path(cache_path, settings.TTS_PATH_ROOTS, must_exist=True, allow_dir=True)
-    if path.is_dir():
-        path = resolve_client_path(str(path / BUNDLE_NAME), settings.TTS_PATH_ROOTS, must_exist=True)
-    size = path.stat().st_size
-    if size > settings.TTS_CACHE_MAX_BYTES:
-        raise PayloadTooLarge(f"tone cache is {size} bytes, over the {settings.TTS_CACHE_MAX_BYTES}-byte limit")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ToneCacheError(f"cannot read tone cache {path}: {exc.strerror or exc}") from None
+    raw = _bundle_file(cache_path)
+    data = read_client_file(raw, settings.TTS_PATH_ROOTS, max_bytes=settings.TTS_CACHE_MAX_BYTES)
     voices = read_bundle(data, prompt_ids)
-    _install(tenant, voices, source=f"cache:{path}")
+    _install(tenant, voices, source=f"cache:{raw}")
     return [v.prompt_id for v in voices]
+
+
+def _bundle_file(raw: str) -> str:
+    """``cache_path`` may name the bundle file or the directory it was saved in."""
+    try:
+        resolve_client_path(raw, settings.TTS_PATH_ROOTS, must_exist=True, kind="dir")
+    except ApiError:
+        return raw
+    return os.path.join(raw, BUNDLE_NAME)
 
 
 def read_bundle(data: bytes, prompt_ids: list[str]) -> list[BundleVoice]:
