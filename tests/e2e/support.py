@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,26 +54,36 @@ def stream_tts(
     """Send req_params, then each piece (done=false), then final_text with done=true; collect replies."""
     result = StreamResult()
     with connect(ws_url, open_timeout=10, close_timeout=5, max_size=None) as ws:
-        ws.send(json.dumps({"req_params": req_params}))
         start = time.monotonic()
-        for piece in pieces:
-            ws.send(json.dumps({"text": piece, "done": False}, ensure_ascii=False))
-            if delay:
-                time.sleep(delay)
-        ws.send(json.dumps({"text": final_text, "done": True}, ensure_ascii=False))
+
+        def receive() -> None:
+            deadline = start + timeout
+            while time.monotonic() < deadline:
+                try:
+                    raw = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+                except Exception as exc:  # closed by the server, or timed out
+                    result.close_code = getattr(getattr(exc, "rcvd", None), "code", None)
+                    return
+                message = json.loads(raw)
+                result.messages.append(message)
+                result.arrival.append(time.monotonic() - start)
+                if message.get("is_end") or message.get("error"):
+                    return
+
+        # Receive while sending, so arrival times are real even when text trickles in.
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+        try:
+            ws.send(json.dumps({"req_params": req_params}))
+            for piece in pieces:
+                ws.send(json.dumps({"text": piece, "done": False}, ensure_ascii=False))
+                if delay:
+                    time.sleep(delay)
+            ws.send(json.dumps({"text": final_text, "done": True}, ensure_ascii=False))
+        except Exception:
+            pass  # the server may close early after an error; the receiver has the reason
         result.text_sent_at = time.monotonic() - start
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                raw = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception as exc:  # closed by the server
-                result.close_code = getattr(getattr(exc, "rcvd", None), "code", None)
-                break
-            message = json.loads(raw)
-            result.messages.append(message)
-            result.arrival.append(time.monotonic() - start)
-            if message.get("is_end") or message.get("error"):
-                break
+        receiver.join(timeout + 5)
     return result
 
 

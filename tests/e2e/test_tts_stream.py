@@ -89,7 +89,7 @@ def test_english_paragraph_streams_in_several_chunks(server: RunningServer, voic
     words = [w + " " for w in text.split(" ")]
     result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "mp3", "sample_rate": 16000}, words)
     _check_stream(result, "mp3", 16000, "file", min_s=5.0, max_s=25.0)
-    assert len(result.audio) >= 3
+    assert len(result.audio) >= 2  # one chunk per clause
 
 
 def test_instruct_text_slow_makes_speech_longer(server: RunningServer, voice: str) -> None:

@@ -1,0 +1,84 @@
+"""Bad input on the WebSocket gets a JSON error frame and a close code; the server keeps serving."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.e2e.support import stream_tts
+from tests.server import RunningServer
+
+
+def _first_reply(server: RunningServer, *frames: str | bytes) -> tuple[dict, int | None]:
+    with connect(server.ws, open_timeout=10) as ws:
+        for frame in frames:
+            ws.send(frame)
+        reply = json.loads(ws.recv(timeout=30))
+        try:
+            ws.recv(timeout=10)
+        except Exception as exc:
+            return reply, getattr(getattr(exc, "rcvd", None), "code", None)
+    return reply, None
+
+
+@pytest.mark.parametrize(
+    "frames,close_code",
+    [
+        (["not json"], 4400),
+        (["[1,2,3]"], 4400),
+        ([json.dumps({"text": "hello", "done": True})], 4400),
+        ([json.dumps({"req_params": "wav"})], 4400),
+        ([json.dumps({"req_params": {}})], 4400),
+        ([json.dumps({"req_params": {"prompt_id": "no-such-voice"}})], 4404),
+        ([json.dumps({"req_params": {"prompt_id": "x", "audio_format": "ogg-vorbis"}})], 4400),
+        ([json.dumps({"req_params": {"prompt_id": "x", "sample_rate": 12345}})], 4400),
+        ([json.dumps({"req_params": {"prompt_id": "x", "sample_rate": "fast"}})], 4400),
+        ([json.dumps({"req_params": {"prompt_id": "x", "instruct_text": 5}})], 4400),
+        ([b"\x00\x01binary"], 4400),
+    ],
+)
+def test_bad_messages_get_an_error_frame_and_a_close_code(server: RunningServer, frames, close_code: int) -> None:
+    reply, code = _first_reply(server, *frames)
+    assert reply["error"] is True and reply["message"]
+    assert code == close_code
+
+
+def test_bad_text_message_mid_stream(server: RunningServer, voice: str) -> None:
+    reply, code = _first_reply(
+        server,
+        json.dumps({"req_params": {"prompt_id": voice}}),
+        json.dumps({"text": ["not", "a", "string"], "done": False}),
+    )
+    assert reply["error"] is True and code == 4400
+
+
+def test_server_still_serves_after_bad_input(server: RunningServer, voice: str) -> None:
+    for _ in range(3):
+        _first_reply(server, "garbage")
+    result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm"}, ["好的。"])
+    assert not result.errors and result.end is not None
+
+
+def test_client_disconnect_mid_stream_does_not_hurt_others(server: RunningServer, voice: str) -> None:
+    with connect(server.ws, open_timeout=10) as ws:
+        ws.send(json.dumps({"req_params": {"prompt_id": voice}}))
+        ws.send(json.dumps({"text": "这是一段会被中途打断的很长的文本，" * 5, "done": True}))
+        json.loads(ws.recv(timeout=60))  # first chunk, then hang up
+    result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm"}, ["还在工作吗？"])
+    assert not result.errors and result.end is not None
+
+
+def test_two_requests_on_one_connection(server: RunningServer, voice: str) -> None:
+    with connect(server.ws, open_timeout=10) as ws:
+        ids = []
+        for text in ["第一个请求。", "Second request."]:
+            ws.send(json.dumps({"req_params": {"prompt_id": voice, "audio_format": "pcm"}}))
+            ws.send(json.dumps({"text": text, "done": True}))
+            while True:
+                m = json.loads(ws.recv(timeout=60))
+                assert not m["error"], m
+                if m["is_end"]:
+                    ids.append(m["id"])
+                    break
+        assert len(set(ids)) == 2
