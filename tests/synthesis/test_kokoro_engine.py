@@ -1,0 +1,261 @@
+"""The Kokoro engine, for real: model assembly, G2P, ONNX runs, cloning (slow-ish, ~1 min)."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+
+from synthesis.engines.base import Engine, Features
+from synthesis.engines.kokoro import MAX_TOKENS, STYLE_SHAPE, KokoroEngine, apply_gain, split_phonemes
+from synthesis.pitch import median_f0
+
+SR = 24000
+VOICES = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+#: differs from the engine's reference sentences, so cloning is not matching identical audio
+CLONE_TEXT = "他昨天去图书馆借了书。"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kokoro-data")
+
+
+@pytest.fixture(scope="module")
+def engine(data_dir: Path) -> KokoroEngine:
+    e = KokoroEngine(data_dir, threads=2, concurrency=1)
+    e.load()
+    return e
+
+
+def seconds(audio: np.ndarray) -> float:
+    return len(audio) / SR
+
+
+def assert_speech(audio: np.ndarray) -> None:
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert np.all(np.isfinite(audio))
+    assert np.abs(audio).max() < 1.0
+    assert np.sqrt(np.mean(audio**2)) > 0.02  # not silence
+    assert median_f0(audio, SR) is not None  # voiced
+
+
+def with_meta(features: Features, **meta: object) -> Features:
+    return Features(meta={**features.meta, **meta}, arrays=dict(features.arrays))
+
+
+def test_loads_once_and_implements_the_protocol(engine: KokoroEngine, data_dir: Path) -> None:
+    assert isinstance(engine, Engine)
+    assert engine.loaded and engine.warm
+    assert (data_dir / "models" / "kokoro-v1.0.int8.onnx").stat().st_size > 90_000_000
+    assert not [p for p in (data_dir / "models").iterdir() if p.name.startswith(".")]  # no temp files left
+    assert len(list((data_dir / "cache").glob("kokoro-voice-embeddings-*.npy"))) == 1
+    started = time.monotonic()
+    engine.load()
+    assert time.monotonic() - started < 0.01
+    assert engine.stock_voices() == VOICES
+    assert engine.capabilities.languages == ("zh", "en")
+    assert engine.sample_rate == SR
+
+
+def test_chinese(engine: KokoroEngine) -> None:
+    text = "今天的天气非常好，我们一起去公园散步吧。"
+    audio = engine.synthesize(text, engine.stock_features("jf_alpha"))
+    assert_speech(audio)
+    chars = 18
+    assert 0.1 * chars < seconds(audio) < 0.5 * chars
+
+
+def test_english(engine: KokoroEngine) -> None:
+    text = "This is a short English sentence for the test."
+    audio = engine.synthesize(text, engine.stock_features("jm_kumo"))
+    assert_speech(audio)
+    words = 9
+    assert 0.15 * words < seconds(audio) < 0.8 * words
+
+
+def test_mixed_keeps_the_english_words(engine: KokoroEngine) -> None:
+    features = engine.stock_features("jf_nezumi")
+    mixed = engine.synthesize("我用ChatGPT写code。", features)
+    chinese_only = engine.synthesize("我用写。", features)
+    assert_speech(mixed)
+    # "ChatGPT" and "code" are spoken, not dropped: they add at least ~0.6 s
+    assert seconds(mixed) > seconds(chinese_only) + 0.6
+
+
+def test_stream_speaks_first_clause_before_the_text_ends(engine: KokoroEngine) -> None:
+    inbox: queue.Queue[str | None] = queue.Queue()
+    first_audio = threading.Event()
+    first_before_last = []
+
+    def clauses() -> Iterator[str]:
+        while (clause := inbox.get()) is not None:
+            yield clause
+
+    def client() -> None:
+        inbox.put("你好，")
+        first_before_last.append(first_audio.wait(timeout=60))
+        inbox.put("this is the last clause.")
+        inbox.put(None)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    chunks = []
+    for audio in engine.stream(clauses(), engine.stock_features("jf_alpha"), None):
+        first_audio.set()
+        chunks.append(audio)
+    thread.join()
+    assert first_before_last == [True]
+    assert len(chunks) == 2
+    for chunk in chunks:
+        assert_speech(chunk)
+        # edges are faded: consecutive clauses join without a click
+        assert abs(chunk[0]) < 1e-3 and abs(chunk[-1]) < 1e-3
+
+
+def test_empty_clauses_yield_nothing(engine: KokoroEngine) -> None:
+    assert list(engine.stream(["", "   ", "，。！"], engine.stock_features("jf_alpha"), None)) == []
+
+
+def test_cloning_picks_the_prompt_voice_and_its_pitch(engine: KokoroEngine) -> None:
+    correct = []
+    for voice in VOICES:
+        prompt = engine.synthesize(CLONE_TEXT, engine.stock_features(voice))
+        prompt_16k = soxr.resample(prompt, SR, 16000)  # prompts usually arrive at another rate
+        features = engine.extract_features(prompt_16k, 16000, CLONE_TEXT)
+        weights = features.meta["voice_weights"]
+        assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
+        assert features.arrays["style"].shape == STYLE_SHAPE
+        assert features.arrays["style"].dtype == np.float32
+        assert features.arrays["prompt_embedding"].shape == (256,)
+        assert 0.0 < features.meta["similarity"] <= 1.0
+        if max(weights, key=weights.get) == voice:
+            correct.append(voice)
+            assert features.meta["pitch_factor"] == pytest.approx(1.0, abs=0.1), (voice, features.meta)
+            assert features.meta["speed"] == pytest.approx(1.0, abs=0.1), (voice, features.meta)
+    assert len(correct) >= 4, correct
+
+
+def test_cloned_voice_speaks_at_the_prompt_pitch(engine: KokoroEngine) -> None:
+    # A voice pitched between the stock ones: whichever voice the embedding picks,
+    # the pitch factor must bring the clone to the prompt's median F0.
+    prompt = engine.synthesize(CLONE_TEXT, with_meta(engine.stock_features("jf_gongitsune"), pitch_factor=1.2))
+    features = engine.extract_features(prompt, SR, CLONE_TEXT)
+    clone = engine.synthesize(CLONE_TEXT, features)
+    assert median_f0(clone, SR) == pytest.approx(median_f0(prompt, SR), rel=0.08), features.meta
+
+
+def test_pitch_shift_keeps_duration(engine: KokoroEngine) -> None:
+    text = "我们来听一听音调的变化。"
+    base_features = engine.stock_features("jf_tebukuro")
+    base = engine.synthesize(text, base_features)
+    shifted = engine.synthesize(text, with_meta(base_features, pitch_factor=1.25))
+    assert median_f0(shifted, SR) / median_f0(base, SR) == pytest.approx(1.25, rel=0.08)
+    # Kokoro rounds each phoneme's duration to whole frames after dividing by its speed
+    # input, so speed v gives 1/v the duration only to within ~±6%.
+    assert seconds(shifted) / seconds(base) == pytest.approx(1.0, abs=0.08)
+
+
+def test_instruct_volume_never_clips(engine: KokoroEngine) -> None:
+    features = engine.stock_features("jm_kumo")
+    loud = engine.synthesize("大声说话。", features, "very loud")
+    quiet = engine.synthesize("大声说话。", features, "whisper")
+    assert np.abs(loud).max() < 1.0
+    assert np.sqrt(np.mean(quiet**2)) < 0.6 * np.sqrt(np.mean(loud**2))
+
+
+def test_limiter() -> None:
+    t = np.arange(SR) / SR
+    sine = (0.8 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    out = apply_gain(sine, 3.0)
+    assert out.dtype == np.float32 and np.abs(out).max() < 0.995
+    assert np.all(np.diff(np.sort(out)) >= 0)  # monotonic mapping: no fold-over
+    assert np.array_equal(apply_gain(sine * 0.5, 1.0), sine * 0.5)
+
+
+def test_too_long_clause_is_split_not_truncated(engine: KokoroEngine) -> None:
+    words = ("the quick brown fox jumps over the lazy dog and runs around the old farm house " * 6 + "and back").split()
+    clause = " ".join(words) + "."
+    phonemes = engine._g2p.phonemize(clause)
+    assert len(phonemes) > MAX_TOKENS
+    chunks = split_phonemes(phonemes)
+    assert len(chunks) >= 2 and all(len(c) <= MAX_TOKENS for c in chunks)
+    assert "".join(chunks).replace(" ", "") == phonemes.replace(" ", "")
+    audio = list(engine.stream([clause], engine.stock_features("jf_alpha"), "2x speed"))
+    assert len(audio) == len(chunks)
+    # all words are spoken: at 2x speed still well over 0.1 s per word
+    assert sum(map(seconds, audio)) > 0.1 * len(words)
+
+
+def test_split_phonemes_hard_cases() -> None:
+    assert split_phonemes("") == []
+    assert split_phonemes("a" * 1200) == ["a" * 510, "a" * 510, "a" * 180]
+    pieces = split_phonemes(", ".join(["ab cd"] * 200), limit=50)
+    assert all(len(p) <= 50 for p in pieces)
+
+
+def test_features_round_trip(engine: KokoroEngine) -> None:
+    features = engine.stock_features("jf_alpha")
+    again = Features.from_bytes(features.to_bytes())
+    assert again.meta == features.meta
+    assert np.array_equal(again.arrays["style"], features.arrays["style"])
+    assert again.arrays["style"].dtype == np.float32
+    engine.check_features(again)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"arrays": {"style": np.zeros((510, 128), np.float32)}},
+        {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float64)}},
+        {"arrays": {"style": np.full(STYLE_SHAPE, np.nan, np.float32)}},
+        {"arrays": {}},
+        {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "prompt_embedding": np.zeros(3)}},
+        {"meta": {"engine": "other"}},
+        {"meta": {"feature_version": "kokoro-0"}},
+        {"meta": {"pitch_factor": 3.0}},
+        {"meta": {"speed": "fast"}},
+    ],
+)
+def test_invalid_features_raise(engine: KokoroEngine, change: dict) -> None:
+    good = engine.stock_features("jf_alpha")
+    bad = Features(meta={**good.meta, **change.get("meta", {})}, arrays=change.get("arrays", good.arrays))
+    with pytest.raises(ValueError):
+        engine.stream(["你好"], bad, None)
+    with pytest.raises(ValueError):
+        engine.synthesize("你好", bad)
+
+
+@pytest.mark.parametrize(
+    "audio, sr",
+    [
+        (np.zeros(24000, np.float32), 24000),  # silent
+        (np.full(1000, 0.1, np.float32), 24000),  # too short
+        (np.full(24000, np.nan, np.float32), 24000),
+        (np.zeros((2, 24000), np.float32), 24000),  # not mono
+        (np.zeros(24000, np.int16), 24000),
+    ],
+)
+def test_bad_prompt_audio_raises(engine: KokoroEngine, audio: np.ndarray, sr: int) -> None:
+    with pytest.raises(ValueError):
+        engine.extract_features(audio, sr, "你好")
+
+
+def test_unknown_stock_voice(engine: KokoroEngine) -> None:
+    with pytest.raises(ValueError):
+        engine.stock_features("af_heart")
+
+
+def test_second_engine_reuses_model_and_reference_cache(engine: KokoroEngine, data_dir: Path) -> None:
+    cache = next((data_dir / "cache").glob("kokoro-voice-embeddings-*.npy"))
+    mtime = cache.stat().st_mtime_ns
+    other = KokoroEngine(data_dir, threads=1)
+    other.load()
+    assert cache.stat().st_mtime_ns == mtime
+    for name in VOICES:
+        assert np.array_equal(other._voice_embeddings[name], engine._voice_embeddings[name])
