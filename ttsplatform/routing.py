@@ -1,7 +1,7 @@
-from django.urls import path
+from django.urls import re_path
 
 from synthesis.consumers import TtsConsumer
 
 websocket_urlpatterns = [
-    path("tts", TtsConsumer.as_asgi()),
+    re_path(r"^tts/?$", TtsConsumer.as_asgi()),
 ]
