@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 
 from synthesis.engines.base import EngineCapabilities, Features
 from synthesis.g2p import G2P
@@ -62,6 +63,7 @@ _FADE_S = 0.005
 _SENTENCE_PAUSE = int(0.17 * SAMPLE_RATE)
 _SENTENCE_FINAL = re.compile(r"[。！？!?.…;；][\s\"'”’」』）)]*$")
 _ACTIVE_DB = -45.0
+_ACTIVE_RATE = 8000
 _LIMIT_KNEE = 0.89
 _LIMIT_CEILING = 0.99
 
@@ -434,15 +436,20 @@ def apply_gain(audio: np.ndarray, gain: float) -> np.ndarray:
 
 
 def _active_seconds(audio: np.ndarray, sample_rate: int) -> float:
-    """Seconds of 20 ms frames within 35 dB of the loudest one: speech time, pauses excluded."""
-    hop = max(1, sample_rate // 50)
-    n = len(audio) // hop
+    """Seconds of 20 ms frames within 35 dB of the loudest one: speech time, pauses excluded.
+
+    Measured on the 0-4 kHz band so prompts at any sample rate compare with 24 kHz speech
+    (sibilants above 8 kHz would otherwise count only in the wider-band signal).
+    """
+    x = soxr.resample(np.asarray(audio, np.float32), sample_rate, _ACTIVE_RATE)
+    hop = _ACTIVE_RATE // 50
+    n = len(x) // hop
     if n == 0:
         return 0.0
-    rms = np.sqrt(np.mean(np.asarray(audio[: n * hop], np.float64).reshape(n, hop) ** 2, axis=1))
+    rms = np.sqrt(np.mean(x[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
     if rms.max() <= 0:
         return 0.0
-    return float(np.count_nonzero(rms > rms.max() * 10 ** (-35 / 20)) * hop / sample_rate)
+    return float(np.count_nonzero(rms > rms.max() * 10 ** (-35 / 20)) * hop / _ACTIVE_RATE)
 
 
 def _check_audio(audio: np.ndarray, sample_rate: int) -> np.ndarray:
