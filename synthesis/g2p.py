@@ -11,7 +11,6 @@ import re
 import threading
 from pathlib import Path
 
-
 # Kokoro's non-phoneme symbols.
 _PUNCT = ';:,.!?—…"()“” '
 
@@ -162,8 +161,8 @@ class G2P:
         with self._load_lock:
             if self.loaded:
                 return
-            import json
             import importlib.resources as res
+            import json
 
             import espeakng_loader
             import jieba

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-from voices.atomic_files import atomic_write
+from ttsplatform.atomic_files import atomic_write
 from voices.exceptions import CorruptData
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/[0-9a-f]{32}\.[a-z0-9]{1,16}$")

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import logging
+import os
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -28,14 +27,14 @@ from django.db import transaction
 
 from synthesis.engines.base import Features
 from synthesis.engines.registry import get_engine
+from ttsplatform.atomic_files import atomic_write
+from ttsplatform.errors import ApiError, NotFound, PayloadTooLarge
 from voices import services
-from voices.atomic_files import atomic_write
 from voices.exceptions import ToneCacheError
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.models import Tenant, Voice
 from voices.safe_paths import read_client_file, resolve_client_path
-from ttsplatform.errors import ApiError, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 

