@@ -5,9 +5,11 @@ out, and checks that chunks arrive numbered without gaps or duplicates.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +19,7 @@ from django.conf import settings
 
 from synthesis import protocol
 from synthesis.engines.base import Features
-from synthesis.exceptions import ProtocolError, SynthesisFailed, VoiceNotFound
+from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, VoiceNotFound
 from ttsplatform.errors import ApiError
 from voices import services
 from voices.exceptions import UnknownVoice
@@ -37,15 +39,30 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.text_chars = 0
         self.text_done = False
         self.closed = False
+        self.last_client_message = time.monotonic()
         await self.accept()
+        self.watchdog = asyncio.create_task(self._close_when_idle(settings.TTS_WS_IDLE_TIMEOUT))
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
         self._cancel_job()
+        self.watchdog.cancel()
+
+    async def _close_when_idle(self, limit: float) -> None:
+        """A client that goes quiet must not hold a stream slot (and its thread) forever."""
+        while not self.closed:
+            idle = time.monotonic() - self.last_client_message
+            if idle >= limit:
+                if self.job is None or not self.text_done:
+                    await self._fail(IdleTimeout(f"no message from the client for {limit:g} s"))
+                    return
+                idle = 0.0  # the job is speaking everything it was given; wait for it
+            await asyncio.sleep(max(0.5, limit - idle))
 
     # --- client -> server ------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_client_message = time.monotonic()
         try:
             message = protocol.decode_message(text_data)
             if self.job is None:

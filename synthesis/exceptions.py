@@ -25,3 +25,8 @@ class ServerBusy(ApiError):
 class SynthesisFailed(ApiError):
     status = 500
     close_code = 1011
+
+
+class IdleTimeout(ApiError):
+    status = 408
+    close_code = 4408

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.e2e.conftest import PROMPT_TEXTS
 from tests.server import RunningServer, start_server
@@ -25,7 +28,8 @@ def roots(tmp_path_factory) -> Path:
 def confined(tmp_path_factory, roots: Path) -> Iterator[RunningServer]:
     server = start_server(
         tmp_path_factory.mktemp("confined-server"),
-        extra_env={"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3"},
+        extra_env={"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3",
+                   "TTS_WS_IDLE_TIMEOUT": "3"},
     )
     yield server
     server.stop()
@@ -120,3 +124,17 @@ def test_a_clone_does_not_stall_other_requests(confined: RunningServer, prompt_w
     assert done.wait(120)
     assert polls >= 3, "the clone finished too quickly to observe"
     assert worst < 1.0, f"a request waited {worst:.2f} s behind a clone"
+
+
+def test_a_silent_client_is_closed_and_frees_its_slot(confined: RunningServer, prompt_wavs) -> None:
+    assert _clone(confined, "idle-voice", base64.b64encode(prompt_wavs["jm_kumo"]).decode()).status_code == 200
+    with connect(confined.ws, open_timeout=10) as ws:
+        ws.send(json.dumps({"req_params": {"prompt_id": "idle-voice"}}))
+        ws.send(json.dumps({"text": "Half a sentence and then", "done": False}))
+        started = time.monotonic()
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["error"] is True and "no message" in reply["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4408
+        assert 2.5 < time.monotonic() - started < 10
