@@ -5,6 +5,7 @@ stale: its new row carries a new checksum, and the old entry simply ages out.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 
@@ -39,13 +40,8 @@ class FeatureCache:
         return len(self._items)
 
 
-_cache: FeatureCache | None = None
-
-
+@functools.cache
 def get_feature_cache() -> FeatureCache:
-    global _cache
-    if _cache is None:
-        from django.conf import settings
+    from django.conf import settings
 
-        _cache = FeatureCache(settings.TTS_FEATURE_CACHE_SIZE)
-    return _cache
+    return FeatureCache(settings.TTS_FEATURE_CACHE_SIZE)

@@ -5,6 +5,7 @@ Every read is checked against the sha256 recorded in the database.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -51,13 +52,8 @@ class LocalFeatureStore:
         self._path(key).unlink(missing_ok=True)
 
 
-_store: FeatureStore | None = None
-
-
+@functools.cache
 def get_feature_store() -> FeatureStore:
-    global _store
-    if _store is None:
-        from django.conf import settings
+    from django.conf import settings
 
-        _store = LocalFeatureStore(settings.TTS_DATA_DIR / "voices")
-    return _store
+    return LocalFeatureStore(settings.TTS_DATA_DIR / "voices")

@@ -3,6 +3,7 @@ through the (in-memory) channel layer, exactly as a remote worker would send it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -45,14 +46,9 @@ class StreamSlots:
             self.active -= 1
 
 
-_slots: StreamSlots | None = None
-
-
+@functools.cache
 def stream_slots() -> StreamSlots:
-    global _slots
-    if _slots is None:
-        _slots = StreamSlots(settings.TTS_MAX_STREAMS)
-    return _slots
+    return StreamSlots(settings.TTS_MAX_STREAMS)
 
 
 class ChannelLayerSink:
