@@ -10,9 +10,11 @@ import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttsplatform.settings")
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+# Static files (the admin's CSS and JS) are served by the app itself: one process, no web server needed.
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

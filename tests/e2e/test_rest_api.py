@@ -126,3 +126,10 @@ def test_oversized_body_is_refused(server: RunningServer) -> None:
     r = httpx.post(f"{server.http}/clone", json={"prompt_id": "big", "prompt_text": "hi", "prompt_audio": huge}, timeout=60)
     assert r.status_code == 413
     assert r.json()["error"] is True
+
+
+def test_admin_is_served_with_its_static_files(server: RunningServer) -> None:
+    login = httpx.get(f"{server.http}/admin/login/")
+    assert login.status_code == 200 and "Django" in login.text
+    css = httpx.get(f"{server.http}/static/admin/css/base.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]
