@@ -116,7 +116,7 @@ def start_job(request: TtsRequest, features: Features, reply_channel: str) -> Em
             slots.release()
 
     try:
-        pool("stream").submit(work)
+        pool("stream").executor.submit(work)
     except BaseException:
         slots.release()
         raise

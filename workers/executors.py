@@ -1,7 +1,8 @@
 """Thread pools of the embedded mode: blocking work never runs on the event loop.
 
 Streams and clones have separate pools, so a burst of clones cannot take every
-thread that live streams need.
+thread that live streams need. Every pool also caps the work waiting for it: past
+the cap a caller gets a clear 429 instead of joining an unbounded queue.
 """
 from __future__ import annotations
 
@@ -13,28 +14,64 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from ttsplatform.errors import ApiError
+
 T = TypeVar("T")
 
+
+class PoolBusy(ApiError):
+    status = 429
+    close_code = 4429
+
+
+class BoundedPool:
+    def __init__(self, name: str, workers: int, max_pending: int) -> None:
+        self.name = name
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"tts-{name}")
+        self.max_pending = max_pending
+        self._slots = threading.BoundedSemaphore(max_pending)
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` in the pool (call from the event loop); PoolBusy when the queue is full."""
+        if not self._slots.acquire(blocking=False):
+            raise PoolBusy(f"server is busy ({self.max_pending} {self.name} tasks already queued); retry shortly")
+
+        def run() -> T:
+            try:
+                return fn()
+            finally:
+                self._slots.release()
+
+        try:
+            return asyncio.get_running_loop().run_in_executor(self.executor, run)
+        except BaseException:
+            self._slots.release()
+            raise
+
+
 _lock = threading.Lock()
-_pools: dict[str, ThreadPoolExecutor] = {}
+_pools: dict[str, BoundedPool] = {}
 
 
-def _size(name: str) -> int:
+def _build(name: str) -> BoundedPool:
     from django.conf import settings
 
-    return {"stream": settings.TTS_MAX_STREAMS, "clone": settings.TTS_CLONE_WORKERS, "io": 4}[name]
+    if name == "stream":  # streams are capped by StreamSlots, which refuses before queueing
+        return BoundedPool(name, settings.TTS_MAX_STREAMS, settings.TTS_MAX_STREAMS)
+    if name == "clone":
+        return BoundedPool(name, settings.TTS_CLONE_WORKERS, settings.TTS_CLONE_WORKERS + settings.TTS_CLONE_QUEUE)
+    if name == "io":
+        return BoundedPool(name, 4, 64)
+    raise ValueError(f"unknown pool {name!r}")
 
 
-def pool(name: str) -> ThreadPoolExecutor:
+def pool(name: str) -> BoundedPool:
     with _lock:
-        executor = _pools.get(name)
-        if executor is None:
-            executor = ThreadPoolExecutor(max_workers=_size(name), thread_name_prefix=f"tts-{name}")
-            _pools[name] = executor
-        return executor
+        if name not in _pools:
+            _pools[name] = _build(name)
+        return _pools[name]
 
 
 async def run_in_pool(name: str, fn: Callable[..., T], *args: object) -> T:
-    loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    return await loop.run_in_executor(pool(name), functools.partial(ctx.run, fn, *args))
+    return await pool(name).submit(functools.partial(ctx.run, fn, *args))

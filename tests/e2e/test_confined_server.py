@@ -29,7 +29,7 @@ def confined(tmp_path_factory, roots: Path) -> Iterator[RunningServer]:
     server = start_server(
         tmp_path_factory.mktemp("confined-server"),
         extra_env={"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3",
-                   "TTS_WS_IDLE_TIMEOUT": "3"},
+                   "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_QUEUE": "0"},
     )
     yield server
     server.stop()
@@ -138,3 +138,18 @@ def test_a_silent_client_is_closed_and_frees_its_slot(confined: RunningServer, p
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 4408
         assert 2.5 < time.monotonic() - started < 10
+
+
+def test_clones_beyond_the_queue_get_429(confined: RunningServer, prompt_wavs) -> None:
+    """One clone worker, no queue: a burst of clones is answered, never queued without bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio = base64.b64encode(prompt_wavs["jm_kumo"]).decode()
+    with ThreadPoolExecutor(4) as workers:
+        responses = list(workers.map(lambda i: _clone(confined, f"burst-{i}", audio), range(4)))
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 429 in codes and set(codes) <= {200, 429}, codes
+    for r in responses:
+        if r.status_code == 429:
+            assert r.json()["error"] is True and "busy" in r.json()["message"]
+    assert httpx.get(f"{confined.http}/health").status_code == 200
