@@ -30,11 +30,12 @@ from synthesis.engines.registry import get_engine
 from ttsplatform.atomic_files import atomic_write
 from ttsplatform.errors import ApiError, NotFound, PayloadTooLarge
 from voices import services
-from voices.exceptions import ToneCacheError
+from voices.exceptions import InvalidRequest, ToneCacheError
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.models import Tenant, Voice
 from voices.safe_paths import read_client_file, resolve_client_path
+from voices.validation import check_prompt_id
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +226,10 @@ def _read_member(zf: zipfile.ZipFile, name: Any, sha256: Any, what: str) -> byte
 
 def _read_voice(zf: zipfile.ZipFile, entry: dict[str, Any]) -> BundleVoice:
     pid = entry["prompt_id"]
-    from voices.validation import check_prompt_id
-
     try:
         check_prompt_id(pid)
-    except Exception as exc:
-        raise ToneCacheError(f"tone cache has an invalid prompt_id: {exc}") from None
+    except InvalidRequest as exc:
+        raise ToneCacheError(f"tone cache has an invalid prompt_id: {exc.message}") from None
     features = _read_member(zf, entry.get("features"), entry.get("features_sha256"), f"features of {pid!r}")
     try:
         Features.from_bytes(features)
