@@ -14,14 +14,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from ttsplatform.errors import ApiError
+from synthesis.exceptions import ServerBusy
 
 T = TypeVar("T")
-
-
-class PoolBusy(ApiError):
-    status = 429
-    close_code = 4429
 
 
 class BoundedPool:
@@ -32,9 +27,9 @@ class BoundedPool:
         self._slots = threading.BoundedSemaphore(max_pending)
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        """Run ``fn`` in the pool (call from the event loop); PoolBusy when the queue is full."""
+        """Run ``fn`` in the pool (call from the event loop); ServerBusy when the queue is full."""
         if not self._slots.acquire(blocking=False):
-            raise PoolBusy(f"server is busy ({self.max_pending} {self.name} tasks already queued); retry shortly")
+            raise ServerBusy(f"server is busy ({self.max_pending} {self.name} tasks already queued); retry shortly")
 
         def run() -> T:
             try:
