@@ -12,4 +12,7 @@ async def health(request: HttpRequest) -> HttpResponse:
     status = engine_status()
     ready = bool(status["loaded"] and status["warm"])
     body = {"status": "ok" if ready else "starting", **status}
-    return json_response(body, status=200 if ready else 503)
+    response = json_response(body, status=200 if ready else 503)
+    # "Still warming up" is an expected answer, not a server error worth an ERROR log line.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
