@@ -6,12 +6,17 @@ import logging
 from django.conf import settings
 
 from synthesis.engines.registry import get_loaded_engine
+from synthesis.text.segmenter import units
 from voices import services
 from voices.exceptions import InvalidRequest
 from voices.models import Tenant
 from voices.prompt_audio import PromptLimits, PromptSourcePolicy, read_prompt_audio
 
 log = logging.getLogger(__name__)
+
+#: Fast speech is about 7 syllables a second; twice that is no transcript of this recording.
+#: The check also bounds clone cost: the engine speaks the transcript once to match rate and pitch.
+MAX_UNITS_PER_SECOND = 14.0
 
 
 def source_policy() -> PromptSourcePolicy:
@@ -37,6 +42,7 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
     audio = read_prompt_audio(
         source, policy=source_policy(), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
     )
+    check_transcript_fits(prompt_text, audio.duration)
     engine = get_loaded_engine()
     try:
         features = engine.extract_features(audio.samples, audio.sample_rate, prompt_text)
@@ -60,3 +66,11 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
     if created:
         log.info("cloned voice %s/%s from %.1f s of %s", tenant.slug, prompt_id, audio.duration, audio.container)
     return not created
+
+
+def check_transcript_fits(prompt_text: str, seconds: float) -> None:
+    length = units(prompt_text)
+    if length > MAX_UNITS_PER_SECOND * seconds + 5:
+        raise InvalidRequest(
+            f"prompt_text is far longer than {seconds:.1f} s of audio can say; send the transcript of this recording"
+        )

@@ -133,3 +133,9 @@ def test_admin_is_served_with_its_static_files(server: RunningServer) -> None:
     assert login.status_code == 200 and "Django" in login.text
     css = httpx.get(f"{server.http}/static/admin/css/base.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+def test_a_transcript_far_longer_than_the_prompt_is_refused(server: RunningServer, prompt_wavs) -> None:
+    r = _clone(server, "long-text", _b64(prompt_wavs["jf_alpha"]), PROMPT_TEXTS["jf_alpha"] * 30)
+    assert r.status_code == 400 and "transcript" in r.json()["message"]
+    assert "long-text" not in httpx.get(f"{server.http}/speakers").json()
