@@ -5,11 +5,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from synthesis.encoding import FORMATS, MODES
 from synthesis.exceptions import ProtocolError
 
-AUDIO_FORMATS = ("opus", "pcm", "wav", "mp3", "flac", "aac", "m4a")
-SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-CHUNK_MODES = ("file", "stream")
+#: What a client may ask for is exactly what the encoders can make (one table, in encoding.py).
+AUDIO_FORMATS = tuple(FORMATS)
+CHUNK_MODES = MODES
 DEFAULT_FORMAT = "wav"
 DEFAULT_SAMPLE_RATE = 24000
 MAX_INSTRUCT_CHARS = 500
@@ -46,10 +47,12 @@ def parse_req_params(raw: Any) -> TtsRequest:
     fmt = DEFAULT_FORMAT if fmt in (None, "") else fmt
     if not isinstance(fmt, str) or fmt.strip().lower() not in AUDIO_FORMATS:
         raise ProtocolError(f"req_params.audio_format must be one of {', '.join(AUDIO_FORMATS)}")
+    fmt = fmt.strip().lower()
     rate = raw.get("sample_rate")
     rate = DEFAULT_SAMPLE_RATE if rate in (None, "") else _as_int(rate)
-    if rate not in SAMPLE_RATES:
-        raise ProtocolError(f"req_params.sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}")
+    rates = FORMATS[fmt].sample_rates
+    if rate not in rates:
+        raise ProtocolError(f"req_params.sample_rate for {fmt} must be one of {', '.join(map(str, rates))}")
     instruct = raw.get("instruct_text")
     if instruct is not None and not isinstance(instruct, str):
         raise ProtocolError("req_params.instruct_text must be a string or null")
@@ -61,7 +64,7 @@ def parse_req_params(raw: Any) -> TtsRequest:
         raise ProtocolError("req_params.chunk_mode must be 'file' or 'stream'")
     return TtsRequest(
         prompt_id=prompt_id,
-        audio_format=fmt.strip().lower(),
+        audio_format=fmt,
         sample_rate=rate,
         instruct_text=instruct.strip() or None if instruct else None,
         chunk_mode=mode,

@@ -27,6 +27,7 @@ def test_it_parses_req_params(raw: dict, expected: TtsRequest) -> None:
         None, "a", [], {}, {"prompt_id": ""}, {"prompt_id": 3},
         {"prompt_id": "a", "audio_format": "ogg"}, {"prompt_id": "a", "audio_format": 7},
         {"prompt_id": "a", "sample_rate": 12345}, {"prompt_id": "a", "sample_rate": True},
+        {"prompt_id": "a", "sample_rate": 11025}, {"prompt_id": "a", "audio_format": "mp3", "sample_rate": 12000},
         {"prompt_id": "a", "sample_rate": 24000.5}, {"prompt_id": "a", "instruct_text": 1},
         {"prompt_id": "a", "instruct_text": "x" * 501}, {"prompt_id": "a", "chunk_mode": "frames"},
     ],
@@ -51,3 +52,14 @@ def test_decode_message_wants_a_json_object() -> None:
     for bad in (None, "nope", "[1]", '"s"'):
         with pytest.raises(ProtocolError):
             decode_message(bad)
+
+
+def test_every_accepted_format_and_rate_has_an_encoder() -> None:
+    """The protocol accepts nothing the encoders would refuse once the job has started."""
+    from synthesis.encoding import FORMATS, make_encoder
+
+    for fmt, spec in FORMATS.items():
+        for rate in spec.sample_rates:
+            for mode in ("file", "stream"):
+                request = parse_req_params({"prompt_id": "a", "audio_format": fmt, "sample_rate": rate, "chunk_mode": mode})
+                make_encoder(request.audio_format, request.sample_rate, request.chunk_mode)
