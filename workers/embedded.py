@@ -3,9 +3,7 @@ through the (in-memory) channel layer, exactly as a remote worker would send it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +14,6 @@ from django.conf import settings
 
 from synthesis.engines.base import Features
 from synthesis.engines.registry import get_loaded_engine
-from synthesis.exceptions import ServerBusy
 from synthesis.job import TextInbox, run_synthesis
 from synthesis.protocol import TtsRequest
 from workers.executors import pool
@@ -24,31 +21,6 @@ from workers.executors import pool
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
-
-
-class StreamSlots:
-    """Caps concurrent streams; a stream over the cap is refused, never queued silently."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self.active >= self.limit:
-                return False
-            self.active += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.active -= 1
-
-
-@functools.cache
-def stream_slots() -> StreamSlots:
-    return StreamSlots(settings.TTS_MAX_STREAMS)
 
 
 class ChannelLayerSink:
@@ -94,10 +66,11 @@ class EmbeddedJob:
 
 
 def start_job(request: TtsRequest, features: Features, reply_channel: str) -> EmbeddedJob:
-    """Start a synthesis job in the stream pool (call from the event loop)."""
-    slots = stream_slots()
-    if not slots.acquire():
-        raise ServerBusy(f"server is at its limit of {slots.limit} concurrent streams; retry shortly")
+    """Start a synthesis job in the stream pool (call from the event loop).
+
+    The pool has one thread per allowed stream and no queue, so a stream over
+    TTS_MAX_STREAMS is refused with ServerBusy, never queued silently.
+    """
     inbox = TextInbox(capacity=settings.TTS_MAX_TEXT_CHARS + 2)
     sink = ChannelLayerSink(get_channel_layer(), reply_channel, asyncio.get_running_loop(), inbox)
 
@@ -112,12 +85,6 @@ def start_job(request: TtsRequest, features: Features, reply_channel: str) -> Em
                 sink.error(f"synthesis failed: {exc.__class__.__name__}")
             except Exception:
                 log.exception("could not report the failure to the client")
-        finally:
-            slots.release()
 
-    try:
-        pool("stream").executor.submit(work)
-    except BaseException:
-        slots.release()
-        raise
+    pool("stream").submit(work)
     return EmbeddedJob(inbox)

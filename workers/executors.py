@@ -51,7 +51,7 @@ _pools: dict[str, BoundedPool] = {}
 def _build(name: str) -> BoundedPool:
     from django.conf import settings
 
-    if name == "stream":  # streams are capped by StreamSlots, which refuses before queueing
+    if name == "stream":  # a thread per allowed stream, nothing waiting
         return BoundedPool(name, settings.TTS_MAX_STREAMS, settings.TTS_MAX_STREAMS)
     if name == "clone":
         return BoundedPool(name, settings.TTS_CLONE_WORKERS, settings.TTS_CLONE_WORKERS + settings.TTS_CLONE_QUEUE)

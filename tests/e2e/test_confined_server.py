@@ -29,7 +29,8 @@ def confined(tmp_path_factory, roots: Path) -> Iterator[RunningServer]:
     server = start_server(
         tmp_path_factory.mktemp("confined-server"),
         extra_env={"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3",
-                   "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_QUEUE": "0"},
+                   "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_QUEUE": "0",
+                   "TTS_MAX_STREAMS": "1"},
     )
     yield server
     server.stop()
@@ -153,3 +154,29 @@ def test_clones_beyond_the_queue_get_429(confined: RunningServer, prompt_wavs) -
         if r.status_code == 429:
             assert r.json()["error"] is True and "busy" in r.json()["message"]
     assert httpx.get(f"{confined.http}/health").status_code == 200
+
+
+def test_streams_beyond_the_limit_are_refused_not_queued(confined: RunningServer, prompt_wavs) -> None:
+    assert _clone(confined, "cap-voice", base64.b64encode(prompt_wavs["jm_kumo"]).decode()).status_code == 200
+    with connect(confined.ws, open_timeout=10) as first:
+        first.send(json.dumps({"req_params": {"prompt_id": "cap-voice"}}))
+        first.send(json.dumps({"text": "Still typing", "done": False}))
+        time.sleep(0.5)
+        with connect(confined.ws, open_timeout=10) as second:
+            second.send(json.dumps({"req_params": {"prompt_id": "cap-voice"}}))
+            reply = json.loads(second.recv(timeout=30))
+            assert reply["error"] is True and "busy" in reply["message"]
+            with pytest.raises(ConnectionClosed) as closed:
+                second.recv(timeout=10)
+            assert closed.value.rcvd.code == 4429
+    # the slot comes back once the first client is gone
+    deadline = time.monotonic() + 10
+    while True:
+        with connect(confined.ws, open_timeout=10) as again:
+            again.send(json.dumps({"req_params": {"prompt_id": "cap-voice", "audio_format": "pcm"}}))
+            again.send(json.dumps({"text": "Hi.", "done": True}))
+            reply = json.loads(again.recv(timeout=60))
+        if not reply["error"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert reply["error"] is False, reply
