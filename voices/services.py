@@ -68,19 +68,24 @@ def get_voice(tenant: Tenant, prompt_id: str) -> Voice:
         raise UnknownVoice(prompt_id) from None
 
 
+def insert_voice(tenant: Tenant, prompt_id: str, fields: dict, blobs: StoredBlobs) -> Voice:
+    """Insert a voice row pointing at already stored blobs (inside the caller's transaction)."""
+    return Voice.objects.create(
+        tenant=tenant,
+        prompt_id=prompt_id,
+        features_key=blobs.features_key,
+        features_sha256=blobs.features_sha256,
+        prompt_audio_key=blobs.prompt_audio_key,
+        prompt_audio_sha256=blobs.prompt_audio_sha256,
+        **fields,
+    )
+
+
 def create_voice(tenant: Tenant, prompt_id: str, fields: dict, blobs: StoredBlobs) -> bool:
     """Insert the voice row. Returns False (and drops the blobs) if a concurrent clone won."""
     try:
         with transaction.atomic():
-            Voice.objects.create(
-                tenant=tenant,
-                prompt_id=prompt_id,
-                features_key=blobs.features_key,
-                features_sha256=blobs.features_sha256,
-                prompt_audio_key=blobs.prompt_audio_key,
-                prompt_audio_sha256=blobs.prompt_audio_sha256,
-                **fields,
-            )
+            insert_voice(tenant, prompt_id, fields, blobs)
     except IntegrityError:
         delete_blobs(blobs.features_key, blobs.prompt_audio_key)
         return False

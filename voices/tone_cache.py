@@ -258,21 +258,20 @@ def _install(tenant: Tenant, voices: list[BundleVoice], source: str) -> None:
                     replaced.append(old)
                     old.delete()
                 meta = voice.meta
-                Voice.objects.create(
-                    tenant=tenant,
-                    prompt_id=voice.prompt_id,
-                    prompt_text=voice.prompt_text,
-                    engine=engine.name,
-                    feature_version=engine.feature_version,
-                    features_key=blobs.features_key,
-                    features_sha256=blobs.features_sha256,
-                    prompt_audio_key=blobs.prompt_audio_key,
-                    prompt_audio_sha256=blobs.prompt_audio_sha256,
-                    prompt_container=str(meta.get("prompt_container") or "")[:32],
-                    prompt_sample_rate=_int(meta.get("prompt_sample_rate")),
-                    prompt_seconds=_float(meta.get("prompt_seconds")),
-                    metrics=meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {},
-                    source=source[:512],
+                services.insert_voice(
+                    tenant,
+                    voice.prompt_id,
+                    {
+                        "prompt_text": voice.prompt_text,
+                        "engine": engine.name,
+                        "feature_version": engine.feature_version,
+                        "prompt_container": str(meta.get("prompt_container") or "")[:32],
+                        "prompt_sample_rate": _int(meta.get("prompt_sample_rate")),
+                        "prompt_seconds": _float(meta.get("prompt_seconds")),
+                        "metrics": meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {},
+                        "source": source[:512],
+                    },
+                    blobs,
                 )
     except BaseException:
         for blobs in stored:
