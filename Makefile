@@ -1,4 +1,5 @@
 # `make run`: install into .venv, migrate, serve on 0.0.0.0:$(PORT) in embedded mode.
+# `make run-distributed`: the same API on Daphne + Celery workers + Redis + PostgreSQL + S3.
 # `make test`: install, start what the tests need, run them.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 12244
 HOST ?= 0.0.0.0
 
-.PHONY: install install-test migrate run test check clean
+.PHONY: install install-test migrate run run-distributed test check clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +31,12 @@ migrate: install
 run: migrate
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ttsplatform.asgi:application
 
+# Daphne + two Celery workers, with Redis, PostgreSQL and an S3 server (reused, or started here).
+run-distributed: install
+	$(PY) scripts/run_distributed.py
+
 test: install-test
+	scripts/ensure_postgres.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install-test

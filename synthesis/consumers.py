@@ -18,21 +18,22 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from synthesis import protocol
-from synthesis.engines.base import Features
 from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, VoiceNotFound
 from ttsplatform.errors import ApiError
 from voices import services
 from voices.exceptions import UnknownVoice
 from voices.tenancy import tenant_for_request
-from workers.embedded import EmbeddedJob, start_job
-from workers.executors import run_in_pool
+from workers.dispatch import Job, start_job
+from workers.runner import VoiceRef
 
 log = logging.getLogger(__name__)
+
+LIVENESS_TICK_S = 0.5
 
 
 class TtsConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
-        self.job: EmbeddedJob | None = None
+        self.job: Job | None = None
         self.request_id = ""
         self.request: protocol.TtsRequest | None = None
         self.expected_index = 0
@@ -49,7 +50,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.watchdog.cancel()
 
     async def _close_when_idle(self, limit: float) -> None:
-        """A client that goes quiet must not hold a stream slot (and its thread) forever."""
+        """A client that goes quiet must not hold a stream slot (and its thread) forever,
+        and a job whose worker vanished must become an error, not a hang."""
         while not self.closed:
             idle = time.monotonic() - self.last_client_message
             if idle >= limit:
@@ -57,7 +59,13 @@ class TtsConsumer(AsyncWebsocketConsumer):
                     await self._fail(IdleTimeout(f"no message from the client for {limit:g} s"))
                     return
                 idle = 0.0  # the job is speaking everything it was given; wait for it
-            await asyncio.sleep(max(0.5, limit - idle))
+            if self.job is not None:
+                problem = self.job.liveness_problem()
+                if problem is not None:
+                    await self._fail(SynthesisFailed(problem))
+                    return
+            # Remote jobs can vanish with their worker: look twice a second (a job may start any time).
+            await asyncio.sleep(LIVENESS_TICK_S if settings.DISTRIBUTED else max(0.5, limit - idle))
 
     # --- client -> server ------------------------------------------------------------
 
@@ -70,11 +78,11 @@ class TtsConsumer(AsyncWebsocketConsumer):
                     raise ProtocolError("send {\"req_params\": {...}} first")
                 await self._start(message["req_params"])
                 if "text" in message or "done" in message:
-                    self._feed(message)
+                    await self._feed(message)
             else:
                 if "req_params" in message:
                     raise ProtocolError("a request is already running on this connection")
-                self._feed(message)
+                await self._feed(message)
         except ApiError as exc:
             await self._fail(exc)
         except Exception:
@@ -83,25 +91,25 @@ class TtsConsumer(AsyncWebsocketConsumer):
 
     async def _start(self, raw_params: Any) -> None:
         request = protocol.parse_req_params(raw_params)
-        features = await self._voice_features(request.prompt_id)
+        voice = await self._voice(request.prompt_id)
         self.request = request
         self.request_id = str(uuid.uuid4())
         self.expected_index = 0
         self.text_chars = 0
         self.text_done = False
-        self.job = start_job(request, features, self.channel_name)
+        self.job = await start_job(self.request_id, request, voice, self.channel_name)
 
-    async def _voice_features(self, prompt_id: str) -> Features:
+    async def _voice(self, prompt_id: str) -> VoiceRef:
         try:
-            voice = await database_sync_to_async(self._get_voice)(prompt_id)
+            return await database_sync_to_async(self._get_voice)(prompt_id)
         except UnknownVoice as exc:
             raise VoiceNotFound(exc.message) from None
-        return await run_in_pool("io", services.load_features, voice)
 
-    def _get_voice(self, prompt_id: str) -> Any:
-        return services.get_voice(tenant_for_request(None), prompt_id)
+    def _get_voice(self, prompt_id: str) -> VoiceRef:
+        voice = services.get_voice(tenant_for_request(None), prompt_id)
+        return VoiceRef(voice.prompt_id, voice.features_key, voice.features_sha256)
 
-    def _feed(self, message: dict[str, Any]) -> None:
+    async def _feed(self, message: dict[str, Any]) -> None:
         assert self.job is not None
         text, done = protocol.parse_text_message(message)
         if self.text_done:
@@ -112,17 +120,33 @@ class TtsConsumer(AsyncWebsocketConsumer):
         if self.text_chars > settings.TTS_MAX_TEXT_CHARS:
             raise ProtocolError(f"text exceeds {settings.TTS_MAX_TEXT_CHARS} characters in one request")
         try:
-            self.job.send_text(text, done)
+            await self.job.send_text(text, done)
         except queue.Full:
             raise ProtocolError("too many text messages in one request") from None
         self.text_done = done
 
     # --- job -> server -> client -------------------------------------------------------
 
+    def _current(self, event: dict[str, Any]) -> bool:
+        """Is this event from the running job? (Strays from an ended request are dropped.)"""
+        if self.job is None or self.closed or event.get("job") != self.job.job_id:
+            return False
+        self.job.saw_event()
+        return True
+
+    async def tts_started(self, event: dict[str, Any]) -> None:
+        self._current(event)
+
+    async def tts_alive(self, event: dict[str, Any]) -> None:
+        self._current(event)
+
     async def tts_chunk(self, event: dict[str, Any]) -> None:
-        if self.request is None or self.closed:
+        if not self._current(event) or self.request is None:
             return
         index = event["index"]
+        if index < self.expected_index:  # a redelivered chunk: the client already has it
+            log.warning("dropped duplicate audio chunk %d of job %s", index, self.request_id)
+            return
         if index != self.expected_index:
             await self._fail(SynthesisFailed(f"audio chunk {self.expected_index} was lost (got {index})"))
             return
@@ -130,17 +154,19 @@ class TtsConsumer(AsyncWebsocketConsumer):
         await self._send_json(protocol.chunk_message(self.request_id, index, event["data"], self.request))
 
     async def tts_end(self, event: dict[str, Any]) -> None:
-        if self.request is None or self.closed:
+        if not self._current(event) or self.request is None:
             return
         if event["count"] != self.expected_index:
             await self._fail(SynthesisFailed("audio stream ended with chunks missing"))
             return
-        await self._send_json(protocol.end_message(self.request_id, event["count"]))
+        assert self.job is not None
+        self.job.finished()
         self.job = None
         self.request = None
+        await self._send_json(protocol.end_message(self.request_id, event["count"]))
 
     async def tts_error(self, event: dict[str, Any]) -> None:
-        if self.closed:
+        if not self._current(event):
             return
         await self._fail(SynthesisFailed(event["message"]))
 

@@ -24,7 +24,7 @@ class ServerBusy(ApiError):
 
 class SynthesisFailed(ApiError):
     status = 500
-    close_code = 1011
+    close_code = 4500  # Daphne (autobahn) refuses 1011 from a server: 4000-4999 are ours
 
 
 class IdleTimeout(ApiError):

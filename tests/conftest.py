@@ -1,17 +1,63 @@
+"""Session fixtures: the running server, once per mode, and the real services it needs.
+
+Every end-to-end test that takes ``server`` runs against both modes:
+- embedded: one Daphne process, SQLite, in-memory channel layer, local disk;
+- distributed: Daphne + two Celery worker processes, a private Redis server, a fresh
+  PostgreSQL database and voice features in a real S3-compatible server (SeaweedFS).
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
 
+from tests.s3server import S3Server, start_s3_server
 from tests.server import RunningServer, start_server
+from tests.services import PostgresDatabase, RedisServer, create_database, start_redis
 
-#: The modes the end-to-end tests run against. Distributed mode joins with its issue.
-MODES = ["embedded"]
+MODES = ["embedded", "distributed"]
+FEATURE_BUCKET = "tts-voices"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[PostgresDatabase]:
+    database = create_database()
+    yield database
+    database.drop()
+
+
+def distributed_env(redis_server: RedisServer, database: PostgresDatabase, s3: S3Server) -> dict[str, str]:
+    s3.create_bucket(FEATURE_BUCKET)
+    return {
+        **s3.env(),
+        "TTS_REDIS_URL": redis_server.url,
+        "TTS_DATABASE_URL": database.url,
+        "TTS_FEATURE_STORE": f"s3://{FEATURE_BUCKET}/features",
+    }
 
 
 @pytest.fixture(scope="session", params=MODES)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp(f"server-{request.param}"), mode=request.param)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           s3_server: S3Server) -> Iterator[RunningServer]:
+    mode = request.param
+    env = s3_server.env()  # s3:// tone caches work in either mode
+    if mode == "distributed":
+        env = distributed_env(request.getfixturevalue("redis_server"), request.getfixturevalue("postgres_db"),
+                              s3_server)
+    running = start_server(tmp_path_factory.mktemp(f"server-{mode}"), mode=mode, extra_env=env)
     yield running
     running.stop()

@@ -1,12 +1,13 @@
-"""Run the real server (Daphne, real sockets) for end-to-end tests."""
+"""Run the real server (Daphne, and in distributed mode Celery workers) for end-to-end tests."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 @dataclass
 class RunningServer:
     mode: str
@@ -28,6 +39,8 @@ class RunningServer:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def http(self) -> str:
@@ -38,29 +51,71 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.port}/tts"
 
     def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        parts = []
+        for path in sorted(self.data_dir.glob("*.log")):
+            try:
+                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-n:]}")
+            except OSError:
+                pass
+        return "\n".join(parts)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.process.poll() is None and all(w.poll() is None for w in self.workers)
+
+    def health(self) -> dict[str, object]:
+        return httpx.get(f"{self.http}/health", timeout=5).json()
+
+    # --- distributed mode: workers -------------------------------------------------------
+
+    def start_worker(self, queues: str = "synthesis,clone") -> subprocess.Popen[bytes]:
+        n = len(self.workers) + 1
+        log = open(self.data_dir / f"worker{n}.log", "ab")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-P", "threads",
+             "-c", self.env.get("TTS_WORKER_STREAMS", "4"), "-Q", queues, "--hostname", f"w{n}-{self.port}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def wait_for_workers(self, count: int, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
+            try:
+                if self.health().get("workers", 0) >= count:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{count} workers not ready in {timeout} s:\n{self.log_tail()}")
+
+    def kill_workers(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=10)
+        self.workers.clear()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        for worker in self.workers:
+            _stop(worker, timeout=30)
+        _stop(self.process)
 
 
 def start_server(data_dir: Path, mode: str = "embedded", extra_env: dict[str, str] | None = None,
-                 ready_timeout: float = 240.0) -> RunningServer:
+                 ready_timeout: float = 240.0, workers: int = 2) -> RunningServer:
+    """Migrate, start Daphne (and in distributed mode ``workers`` Celery workers), wait until ready.
+
+    Distributed mode needs TTS_REDIS_URL, TTS_DATABASE_URL and a TTS_FEATURE_STORE every
+    process can reach in ``extra_env`` (see tests/conftest.py).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        "TTS_MODE": mode,
         "TTS_DATA_DIR": str(data_dir),
         "DJANGO_SETTINGS_MODULE": "ttsplatform.settings",
         "PYTHONUNBUFFERED": "1",
@@ -78,16 +133,28 @@ def start_server(data_dir: Path, mode: str = "embedded", extra_env: dict[str, st
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "ttsplatform.asgi:application"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    server = RunningServer(mode, port, data_dir, process, log_path)
-    deadline = time.monotonic() + ready_timeout
+    server = RunningServer(mode, port, data_dir, process, log_path, env)
+    try:
+        if mode == "distributed":
+            for _ in range(workers):
+                server.start_worker()
+            server.wait_for_workers(workers, ready_timeout)
+        _wait_healthy(server, ready_timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_healthy(server: RunningServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.alive():
             raise RuntimeError(f"server exited early:\n{server.log_tail()}")
         try:
             if httpx.get(f"{server.http}/health", timeout=2).status_code == 200:
-                return server
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    server.stop()
-    raise RuntimeError(f"server not ready in {ready_timeout} s:\n{server.log_tail()}")
+    raise RuntimeError(f"server not ready in {timeout} s:\n{server.log_tail()}")

@@ -30,5 +30,5 @@ application = ProtocolTypeRouter(
 
 from django.conf import settings  # noqa: E402
 
-if settings.TTS_PRELOAD_ENGINE:
+if settings.TTS_PRELOAD_ENGINE and not settings.DISTRIBUTED:  # workers hold the engine in distributed mode
     threading.Thread(target=get_loaded_engine, name="engine-preload", daemon=True).start()

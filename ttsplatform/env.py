@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(ValueError):
@@ -54,3 +55,25 @@ def envpaths(name: str) -> tuple[Path, ...] | None:
     if not raw:
         return None
     return tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def postgres_settings(url: str) -> dict[str, object]:
+    """Django DATABASES entry for ``postgres://user:password@host:port/dbname``."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"} or not parts.path.strip("/"):
+        raise ConfigError(f"TTS_DATABASE_URL must look like postgres://user@host:5432/dbname, got {url!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.strip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+    }

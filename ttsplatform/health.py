@@ -1,7 +1,13 @@
-"""GET /health: for load balancers and orchestrators."""
+"""GET /health: for load balancers and orchestrators.
+
+Embedded mode is ready when its engine is loaded and warm; distributed mode's web
+process is ready when at least one synthesis worker has registered in Redis.
+"""
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
 
 from synthesis.engines.registry import engine_status
 from ttsplatform.http import json_endpoint, json_response
@@ -9,10 +15,25 @@ from ttsplatform.http import json_endpoint, json_response
 
 @json_endpoint("GET")
 async def health(request: HttpRequest) -> HttpResponse:
-    status = engine_status()
-    ready = bool(status["loaded"] and status["warm"])
-    body = {"status": "ok" if ready else "starting", **status}
-    response = json_response(body, status=200 if ready else 503)
+    if settings.DISTRIBUTED:
+        body = await _distributed_status()
+        ready = bool(body["workers"])
+    else:
+        status = engine_status()
+        ready = bool(status["loaded"] and status["warm"])
+        body = {"mode": "embedded", **status}
+    response = json_response({"status": "ok" if ready else "starting", **body}, status=200 if ready else 503)
     # "Still warming up" is an expected answer, not a server error worth an ERROR log line.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
+
+
+async def _distributed_status() -> dict[str, object]:
+    from workers.remote import live_workers, slots
+
+    try:
+        workers: int | None = await live_workers()
+        redis_ok = True
+    except RedisError:
+        workers, redis_ok = 0, False
+    return {"mode": "distributed", "redis": redis_ok, "workers": workers, "streams": slots.in_use}

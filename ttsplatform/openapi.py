@@ -92,7 +92,7 @@ SCHEMA: dict[str, Any] = {
         ),
         "/health": {
             "get": {
-                "summary": "Process up, engine loaded and warm",
+                "summary": "Ready: embedded mode, engine loaded and warm; distributed mode, at least one worker registered",
                 "responses": {
                     "200": {"description": "ready", **_json({"type": "object"})},
                     **_errors(503),

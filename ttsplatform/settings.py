@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ttsplatform.env import envbool, envfloat, envint, envpaths, envstr
+from ttsplatform.env import envbool, envchoice, envfloat, envint, envpaths, envstr, postgres_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,26 +59,58 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "ttsplatform.asgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": envstr("TTS_SQLITE_PATH", str(TTS_DATA_DIR / "db.sqlite3")),
-        "OPTIONS": {
-            # WAL lets the thread pool read while a clone writes; the timeout rides out short locks.
-            "timeout": 20,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-        },
+# --- Mode ----------------------------------------------------------------------------
+#: "embedded": one process, SQLite, in-memory channel layer, jobs in this process's threads.
+#: "distributed": Daphne + Celery workers, Redis (broker and channel layer), PostgreSQL, S3.
+TTS_MODE = envchoice("TTS_MODE", "embedded", ("embedded", "distributed"))
+DISTRIBUTED = TTS_MODE == "distributed"
+#: PostgreSQL, e.g. postgres://user:password@host:5432/dbname. Unset: SQLite in embedded
+#: mode, postgres://postgres@127.0.0.1:5432/ttsplatform in distributed mode.
+TTS_DATABASE_URL = envstr("TTS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ttsplatform" if DISTRIBUTED else "")
+#: Redis: Celery broker, channel layer and per-job text streams (distributed mode).
+TTS_REDIS_URL = envstr("TTS_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+if TTS_DATABASE_URL:
+    DATABASES = {"default": {**postgres_settings(TTS_DATABASE_URL), "CONN_HEALTH_CHECKS": True}}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": envstr("TTS_SQLITE_PATH", str(TTS_DATA_DIR / "db.sqlite3")),
+            "OPTIONS": {
+                # WAL lets the thread pool read while a clone writes; the timeout rides out short locks.
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
     }
-}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels.layers.InMemoryChannelLayer",
-        "CONFIG": {"capacity": envint("TTS_CHANNEL_CAPACITY", 1000, minimum=10), "expiry": 60},
+#: Messages a consumer's channel may hold before senders get backpressure (ChannelFull).
+TTS_CHANNEL_CAPACITY = envint("TTS_CHANNEL_CAPACITY", 1000, minimum=10)
+if DISTRIBUTED:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # socket_timeout None: with redis-py >= 5 a finite default read timeout makes the
+                # layer's blocking receive fail on an idle connection, closing idle WebSockets.
+                "hosts": [{"address": TTS_REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 5,
+                           "health_check_interval": 10, "retry_on_timeout": True}],
+                "capacity": TTS_CHANNEL_CAPACITY,
+                "expiry": 60,
+                "prefix": "tts:layer",
+            },
+        }
     }
-}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": TTS_CHANNEL_CAPACITY, "expiry": 60},
+        }
+    }
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -128,3 +160,43 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("TTS_LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
+
+# --- Storage -------------------------------------------------------------------------
+#: Where voice features and prompt audio live: a local directory, or s3://bucket/prefix.
+#: Default: <TTS_DATA_DIR>/voices. Distributed mode needs a store every worker can reach (S3).
+TTS_FEATURE_STORE = envstr("TTS_FEATURE_STORE", "")
+#: S3-compatible endpoint (unset: AWS). Credentials come from the usual AWS_ACCESS_KEY_ID /
+#: AWS_SECRET_ACCESS_KEY variables (or any other boto3 credential source).
+TTS_S3_ENDPOINT_URL = envstr("TTS_S3_ENDPOINT_URL", "")
+TTS_S3_REGION = envstr("TTS_S3_REGION", "us-east-1")
+TTS_S3_CONNECT_TIMEOUT = envfloat("TTS_S3_CONNECT_TIMEOUT", 5.0)
+TTS_S3_READ_TIMEOUT = envfloat("TTS_S3_READ_TIMEOUT", 30.0)
+#: ','-separated s3://bucket/prefix locations that client s3:// cache_dir / cache_path must
+#: lie under (the S3 twin of TTS_PATH_ROOTS). Unset = open: any bucket the credentials reach.
+TTS_S3_CACHE_ROOTS = tuple(r.strip() for r in envstr("TTS_S3_CACHE_ROOTS", "").split(",") if r.strip()) or None
+
+# --- Distributed jobs ------------------------------------------------------------------
+#: Celery queues: live synthesis and cloning are kept apart so clones never starve streams.
+TTS_SYNTHESIS_QUEUE = envstr("TTS_SYNTHESIS_QUEUE", "synthesis")
+TTS_CLONE_QUEUE_NAME = envstr("TTS_CLONE_QUEUE_NAME", "clone")
+#: Streams one worker process runs at once (its thread pool; the engine has its own slots).
+TTS_WORKER_STREAMS = envint("TTS_WORKER_STREAMS", 4, minimum=1)
+#: A job no worker has picked up after this long fails with a clear error.
+TTS_JOB_START_TIMEOUT = envfloat("TTS_JOB_START_TIMEOUT", 30.0)
+#: A running job whose worker sends nothing (not even a heartbeat) for this long is lost.
+TTS_JOB_HEARTBEAT_TIMEOUT = envfloat("TTS_JOB_HEARTBEAT_TIMEOUT", 3.0)
+#: On SIGTERM a worker lets running streams finish for this long, then ends them with an error.
+TTS_WORKER_DRAIN_SECONDS = envfloat("TTS_WORKER_DRAIN_SECONDS", 30.0)
+#: How long /clone waits for a clone worker's answer before a 504.
+TTS_CLONE_TIMEOUT = envfloat("TTS_CLONE_TIMEOUT", 120.0)
+
+CELERY_BROKER_URL = envstr("TTS_CELERY_BROKER_URL", TTS_REDIS_URL)
+CELERY_TASK_IGNORE_RESULT = True  # results travel over the channel layer, not a result backend
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = False  # replaying a half-spoken stream is not safe; tasks opt in one by one
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # ride out a Redis restart
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 10}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_DEFAULT_QUEUE = TTS_SYNTHESIS_QUEUE

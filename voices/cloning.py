@@ -1,4 +1,10 @@
-"""Cloning: prompt in, features computed once and stored, voice row created."""
+"""Cloning: prompt in, features computed once and stored, voice row created.
+
+A clone has two halves. The web half fetches, decodes and vets the prompt and stores
+its audio; the engine half extracts features and registers the voice. In embedded
+mode both run in this process's clone pool; in distributed mode the engine half runs
+on a clone worker, which reads the stored prompt audio back from the feature store.
+"""
 from __future__ import annotations
 
 import logging
@@ -10,7 +16,7 @@ from synthesis.text.segmenter import units
 from voices import services
 from voices.exceptions import InvalidRequest
 from voices.models import Tenant
-from voices.prompt_audio import PromptLimits, PromptSourcePolicy, read_prompt_audio
+from voices.prompt_audio import PromptAudio, PromptLimits, PromptSourcePolicy, decode_audio_bytes, read_prompt_audio
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +49,42 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
         source, policy=source_policy(), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
     )
     check_transcript_fits(prompt_text, audio.duration)
-    engine = get_loaded_engine()
+    audio_blob = services.store_blob(tenant, audio.raw, "audio")
+    if settings.DISTRIBUTED:
+        from workers.remote import clone_on_worker
+
+        return clone_on_worker(tenant.id, prompt_id, prompt_text, audio_blob, audio.sample_rate)
+    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob)
+
+
+def clone_stored_prompt(tenant: Tenant, prompt_id: str, prompt_text: str, audio_blob: services.StoredBlob,
+                        sample_rate: int) -> bool:
+    """The engine half of a clone, from prompt audio already in the feature store (workers)."""
     try:
-        features = engine.extract_features(audio.samples, audio.sample_rate, prompt_text)
-    except ValueError as exc:
-        raise InvalidRequest(f"cannot clone from this prompt: {exc}") from None
-    blobs = services.store_blobs(tenant, features.to_bytes(), audio.raw)
+        raw = services.get_feature_store().get(audio_blob.key, audio_blob.sha256)
+        samples, rate, container = decode_audio_bytes(raw, raw_sample_rate=sample_rate,
+                                                      max_seconds=settings.TTS_PROMPT_MAX_SECONDS)
+        audio = PromptAudio(samples=samples, sample_rate=rate, raw=raw, container=container)
+    except BaseException:
+        services.delete_blobs(audio_blob.key)
+        raise
+    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob)
+
+
+def register_clone(tenant: Tenant, prompt_id: str, prompt_text: str, audio: PromptAudio,
+                   audio_blob: services.StoredBlob) -> bool:
+    """Extract features and insert the voice; the prompt blob is dropped if this fails. Returns ``existed``."""
+    try:
+        engine = get_loaded_engine()
+        try:
+            features = engine.extract_features(audio.samples, audio.sample_rate, prompt_text)
+        except ValueError as exc:
+            raise InvalidRequest(f"cannot clone from this prompt: {exc}") from None
+        feature_blob = services.store_blob(tenant, features.to_bytes(), "npz")
+    except BaseException:
+        services.delete_blobs(audio_blob.key)
+        raise
+    blobs = services.StoredBlobs(feature_blob.key, feature_blob.sha256, audio_blob.key, audio_blob.sha256)
     created = services.create_voice(
         tenant,
         prompt_id,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from synthesis.engines.base import Features
+from ttsplatform.errors import ApiError
 from voices.exceptions import UnknownVoice
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
@@ -28,19 +29,28 @@ def new_key(tenant: Tenant, suffix: str) -> str:
     return f"{tenant.slug}/{uuid.uuid4().hex}.{suffix}"
 
 
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    sha256: str
+
+
+def store_blob(tenant: Tenant, data: bytes, suffix: str) -> StoredBlob:
+    key = new_key(tenant, suffix)
+    get_feature_store().put(key, data)
+    return StoredBlob(key, sha256_hex(data))
+
+
 def store_blobs(tenant: Tenant, features: bytes, prompt_audio: bytes | None) -> StoredBlobs:
-    store = get_feature_store()
-    features_key = new_key(tenant, "npz")
-    store.put(features_key, features)
-    audio_key = ""
-    if prompt_audio:
-        audio_key = new_key(tenant, "audio")
-        try:
-            store.put(audio_key, prompt_audio)
-        except BaseException:
-            store.delete(features_key)
-            raise
-    return StoredBlobs(features_key, sha256_hex(features), audio_key, sha256_hex(prompt_audio) if prompt_audio else "")
+    feature_blob = store_blob(tenant, features, "npz")
+    if not prompt_audio:
+        return StoredBlobs(feature_blob.key, feature_blob.sha256, "", "")
+    try:
+        audio_blob = store_blob(tenant, prompt_audio, "audio")
+    except BaseException:
+        delete_blobs(feature_blob.key)
+        raise
+    return StoredBlobs(feature_blob.key, feature_blob.sha256, audio_blob.key, audio_blob.sha256)
 
 
 def delete_blobs(*keys: str) -> None:
@@ -49,8 +59,8 @@ def delete_blobs(*keys: str) -> None:
         if key:
             try:
                 store.delete(key)
-            except OSError:
-                log.exception("could not delete stored blob %s", key)
+            except (OSError, ApiError) as exc:  # storage away: leave an orphan, never mask the caller's outcome
+                log.warning("could not delete stored blob %s: %s", key, exc)
 
 
 def list_prompt_ids(tenant: Tenant) -> list[str]:
@@ -100,11 +110,19 @@ def remove_voice(tenant: Tenant, prompt_id: str) -> None:
 
 
 def load_features(voice: Voice) -> Features:
-    """Decoded features of a voice, through the process's bounded LRU."""
+    return load_features_by_key(voice.features_key, voice.features_sha256)
+
+
+def load_features_by_key(features_key: str, features_sha256: str) -> Features:
+    """Decoded features, through the process's bounded LRU.
+
+    The LRU is keyed by checksum, so a reloaded voice (new features, new checksum) can
+    never be served stale, by this process or any other worker.
+    """
     cache = get_feature_cache()
-    features = cache.get(voice.features_sha256)
+    features = cache.get(features_sha256)
     if features is None:
-        data = get_feature_store().get(voice.features_key, voice.features_sha256)
+        data = get_feature_store().get(features_key, features_sha256)
         features = Features.from_bytes(data)
-        cache.put(voice.features_sha256, features)
+        cache.put(features_sha256, features)
     return features

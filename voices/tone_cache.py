@@ -7,9 +7,13 @@ A bundle is one uncompressed zip file, ``<cache_dir>/tone_cache.ttsc``:
 - ``features/<n>.npz``: the features (numpy arrays + JSON, never pickle);
 - ``prompts/<n>.bin``: the original prompt audio, so features can be re-derived.
 
-Saving writes a temp file and renames it into place. Loading reads the manifest,
-checks every listed blob against its checksum and the engine against this server's,
-and only then writes anything: a bad bundle loads nothing.
+``cache_dir`` / ``cache_path`` may also be ``s3://bucket/prefix``: the bundle is then the
+object ``prefix/tone_cache.ttsc`` (a ``cache_path`` ending in ``.ttsc`` names the object itself).
+
+Saving builds the bundle in memory, then writes a temp file and renames it into place, or
+PUTs it as one S3 object (atomic too). Loading reads the manifest, checks every listed blob
+against its checksum and the engine against this server's, and only then writes anything:
+a bad bundle loads nothing.
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ from django.db import transaction
 from synthesis.engines.base import Features
 from synthesis.engines.registry import get_engine
 from ttsplatform.atomic_files import atomic_write
-from ttsplatform.errors import ApiError, NotFound, PayloadTooLarge
-from voices import services
+from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from voices import s3, services
 from voices.exceptions import InvalidRequest, ToneCacheError
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
@@ -56,31 +60,47 @@ class BundleVoice:
     meta: dict[str, Any]
 
 
-def _check_local(raw: str) -> None:
-    if raw.startswith("s3://"):
-        raise ToneCacheError("s3:// cache locations are not available on this server yet (local paths only)")
+def _is_s3(raw: str) -> bool:
+    """True for s3:// locations; any other URL scheme is refused."""
+    if s3.is_s3_url(raw):
+        return True
     if "://" in raw:
-        raise ToneCacheError("cache locations must be local paths")
+        raise ToneCacheError("cache locations must be local paths or s3://bucket/prefix")
+    return False
 
 
 # --- save --------------------------------------------------------------------------
 
 def save_bundle(tenant: Tenant, cache_dir: str, prompt_ids: list[str]) -> str:
-    """Write the listed voices (all of the tenant's when empty) and return the bundle's path."""
-    _check_local(cache_dir)
+    """Write the listed voices (all of the tenant's when empty) and return the bundle's location."""
+    if _is_s3(cache_dir):
+        return _save_s3(tenant, _confined_s3(cache_dir).child(BUNDLE_NAME), prompt_ids)
     directory = resolve_client_path(cache_dir, settings.TTS_PATH_ROOTS, must_exist=False, kind="dir")
-    voices = _select_voices(tenant, prompt_ids)
-    data = _build_bundle(voices)
-    if len(data) > settings.TTS_CACHE_MAX_BYTES:
-        raise PayloadTooLarge(f"tone cache would be {len(data)} bytes, over the {settings.TTS_CACHE_MAX_BYTES}-byte limit")
+    data, count = _bundle_for(tenant, prompt_ids)
     path = directory / BUNDLE_NAME
     try:
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
     except OSError as exc:
         raise ToneCacheError(f"cannot write tone cache to {directory}: {exc.strerror or exc}") from None
-    log.info("saved %d voices of %s to %s", len(voices), tenant.slug, path)
+    log.info("saved %d voices of %s to %s", count, tenant.slug, path)
     return str(path)
+
+
+def _save_s3(tenant: Tenant, target: s3.S3Location, prompt_ids: list[str]) -> str:
+    data, count = _bundle_for(tenant, prompt_ids)
+    s3.put_bytes(s3.get_client(), target, data, content_type="application/zip")
+    log.info("saved %d voices of %s to %s", count, tenant.slug, target.url)
+    return target.url
+
+
+def _bundle_for(tenant: Tenant, prompt_ids: list[str]) -> tuple[bytes, int]:
+    """The bundle's bytes (size-checked) and how many voices it holds."""
+    voices = _select_voices(tenant, prompt_ids)
+    data = _build_bundle(voices)
+    if len(data) > settings.TTS_CACHE_MAX_BYTES:
+        raise PayloadTooLarge(f"tone cache would be {len(data)} bytes, over the {settings.TTS_CACHE_MAX_BYTES}-byte limit")
+    return data, len(voices)
 
 
 def _select_voices(tenant: Tenant, prompt_ids: list[str]) -> list[Voice]:
@@ -140,12 +160,36 @@ def _build_bundle(voices: list[Voice]) -> bytes:
 
 def load_bundle(tenant: Tenant, cache_path: str, prompt_ids: list[str]) -> list[str]:
     """Restore the listed voices (all in the bundle when empty) into the tenant. All or nothing."""
-    _check_local(cache_path)
-    raw = _bundle_file(cache_path)
-    data = read_client_file(raw, settings.TTS_PATH_ROOTS, max_bytes=settings.TTS_CACHE_MAX_BYTES)
+    if _is_s3(cache_path):
+        target = _bundle_object(_confined_s3(cache_path))
+        data = s3.get_bytes(s3.get_client(), target, max_bytes=settings.TTS_CACHE_MAX_BYTES)
+        source = target.url
+    else:
+        source = _bundle_file(cache_path)
+        data = read_client_file(source, settings.TTS_PATH_ROOTS, max_bytes=settings.TTS_CACHE_MAX_BYTES)
     voices = read_bundle(data, prompt_ids)
-    _install(tenant, voices, source=f"cache:{raw}")
+    _install(tenant, voices, source=f"cache:{source}")
     return [v.prompt_id for v in voices]
+
+
+def _confined_s3(raw: str) -> s3.S3Location:
+    """Parse an s3:// cache location; with TTS_S3_CACHE_ROOTS set it must lie under one of them."""
+    location = s3.parse_s3_url(raw)
+    roots = settings.TTS_S3_CACHE_ROOTS
+    if roots is not None and not any(_s3_within(location, s3.parse_s3_url(root)) for root in roots):
+        raise Forbidden("this s3:// cache location is outside the allowed cache roots")
+    return location
+
+
+def _s3_within(location: s3.S3Location, root: s3.S3Location) -> bool:
+    prefix = root.key.strip("/")
+    return location.bucket == root.bucket and (not prefix or location.key == prefix
+                                               or location.key.startswith(prefix + "/"))
+
+
+def _bundle_object(location: s3.S3Location) -> s3.S3Location:
+    """An s3 ``cache_path`` names the bundle object (``*.ttsc``) or the prefix it was saved under."""
+    return location if location.key.endswith(".ttsc") else location.child(BUNDLE_NAME)
 
 
 def _bundle_file(raw: str) -> str:

@@ -68,7 +68,12 @@ def test_clone_refuses_loopback_urls_by_default(server: RunningServer) -> None:
 
 def test_health_and_openapi(server: RunningServer) -> None:
     health = httpx.get(f"{server.http}/health")
-    assert health.status_code == 200 and health.json()["warm"] is True
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.json()["mode"] == server.mode
+    if server.mode == "embedded":
+        assert health.json()["warm"] is True  # the engine is in this process
+    else:
+        assert health.json()["workers"] >= 1 and health.json()["redis"] is True
     doc = httpx.get(f"{server.http}/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     for route in ["/speakers", "/remove", "/clone", "/cache/save", "/cache/load", "/health"]:

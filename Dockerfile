@@ -1,0 +1,15 @@
+# One image for every role: web (Daphne), worker (Celery) and the migration step.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TTS_DATA_DIR=/data
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libsndfile1 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt \
+    && pip install --no-cache-dir --no-deps resemblyzer==0.1.4
+COPY . .
+RUN mkdir -p /data
+EXPOSE 12244
+CMD ["daphne", "-b", "0.0.0.0", "-p", "12244", "ttsplatform.asgi:application"]

@@ -1,0 +1,23 @@
+"""The Celery application of distributed mode.
+
+Run a worker with (see `make run-distributed`):
+
+    celery -A workers.celery_app worker -P threads -c $TTS_WORKER_STREAMS -Q synthesis,clone
+
+One worker process holds one engine, loaded and warmed before it takes a task; its
+threads run that many streams at once. Configuration is Django's (CELERY_* settings).
+"""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttsplatform.settings")
+
+app = Celery("ttsplatform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.imports = ("workers.tasks",)
+
+# Worker lifecycle hooks (engine load, registration, drain on SIGTERM) live with the runtime.
+import workers.worker_runtime  # noqa: E402,F401

@@ -1,0 +1,30 @@
+"""Start a synthesis job in the configured mode; consumers see one job interface."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from django.conf import settings
+
+from synthesis.protocol import TtsRequest
+from workers.runner import VoiceRef
+
+
+class Job(Protocol):
+    job_id: str
+    remote: bool
+
+    async def send_text(self, text: str, done: bool) -> None: ...
+    def saw_event(self) -> None: ...
+    def liveness_problem(self) -> str | None: ...
+    def cancel(self) -> None: ...
+    def finished(self) -> None: ...
+
+
+async def start_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str) -> Job:
+    if settings.DISTRIBUTED:
+        from workers.remote import start_remote_job
+
+        return await start_remote_job(job_id, request, voice, reply_channel)
+    from workers.embedded import start_embedded_job
+
+    return start_embedded_job(job_id, request, voice, reply_channel)

@@ -1,0 +1,22 @@
+"""Redis key names shared by the web processes and the workers (distributed mode)."""
+from __future__ import annotations
+
+PREFIX = "tts"
+#: sorted set: worker name -> time its registration expires
+WORKERS = f"{PREFIX}:workers"
+#: sorted set: job id -> time its worker's claim expires (running synthesis jobs)
+ACTIVE_JOBS = f"{PREFIX}:jobs:active"
+#: how long a worker's or job's registration lasts without a heartbeat
+REGISTRATION_TTL_S = 6.0
+#: how long an abandoned text stream or clone reply may linger in Redis
+LINGER_S = 3600
+
+
+def text_stream(job_id: str) -> str:
+    """Redis stream carrying one job's text pieces (and a cancel marker) to its worker."""
+    return f"{PREFIX}:job:{job_id}:text"
+
+
+def clone_reply(job_id: str) -> str:
+    """Redis list the worker pushes one clone's result onto."""
+    return f"{PREFIX}:clone:{job_id}:reply"

@@ -1,0 +1,44 @@
+"""Redis clients for job traffic that is not the channel layer: text streams, clone
+replies, worker and job registrations. Both reconnect by themselves after a Redis restart."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+_RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+
+
+def _url() -> str:
+    from django.conf import settings
+
+    return settings.TTS_REDIS_URL
+
+
+def _options() -> dict[str, object]:
+    # No read timeout on the connection itself: blocking reads (XREAD, BLPOP) carry their own.
+    return {"socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 10}
+
+
+@functools.cache
+def sync_redis() -> redis.Redis:
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 4, supported_errors=_RETRY_ERRORS)
+    return redis.Redis.from_url(_url(), retry=retry, **_options())
+
+
+def async_redis() -> aioredis.Redis:
+    """The client of the running event loop (a client must not cross event loops)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        retry = AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 4, supported_errors=_RETRY_ERRORS)
+        client = aioredis.Redis.from_url(_url(), retry=retry, **_options())
+        _async_clients[loop] = client
+    return client

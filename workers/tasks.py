@@ -1,0 +1,113 @@
+"""Celery tasks of distributed mode. Names are explicit: web processes send by name."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from celery import shared_task
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from synthesis.job import TextInbox
+from synthesis.protocol import TtsRequest
+from ttsplatform.errors import ApiError
+from workers import keys
+from workers.redis_clients import async_redis, sync_redis
+from workers.runner import VoiceRef, run_job
+from workers.sink import ChannelLayerSink
+from workers.worker_runtime import RunningJob, get_runtime
+
+log = logging.getLogger(__name__)
+
+#: Bounds for prefork pools (the threads pool cannot enforce them; jobs bound themselves:
+#: text idle limit, text size limit, and the drain deadline on shutdown).
+SYNTHESIS_TIME_LIMIT_S = 3600
+CLONE_TIME_LIMIT_S = 600
+
+
+@shared_task(name="tts.synthesize", acks_late=False, ignore_result=True, time_limit=SYNTHESIS_TIME_LIMIT_S)
+def synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
+    """Speak one stream. Not acked late: a replay would repeat audio the client already has."""
+    runtime = get_runtime()
+    inbox = TextInbox(capacity=settings.TTS_MAX_TEXT_CHARS + 2)
+    sink = ChannelLayerSink(runtime.layer, reply_channel, runtime.loop, job_id, inbox.cancelled)
+    runtime.add(RunningJob(job_id, inbox, sink))
+    pump = asyncio.run_coroutine_threadsafe(pump_text(job_id, inbox, settings.TTS_WS_IDLE_TIMEOUT + 30), runtime.loop)
+    started = time.monotonic()
+    try:
+        stats = run_job(job_id, TtsRequest(**request), VoiceRef(**voice), inbox, sink)
+        if stats is not None:
+            log.info("job %s: %d chunks, %.1f s of audio in %.1f s", job_id, stats.chunks, stats.audio_seconds,
+                     time.monotonic() - started)
+    finally:
+        inbox.cancel()  # stops the pump
+        pump.cancel()
+        runtime.remove(job_id)
+
+
+async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
+    """Move the client's text from the job's Redis stream into the job, as it arrives.
+
+    Keeps reading after ``done`` for a cancel marker (the client left). A stream with
+    no message for ``idle_limit_s`` is abandoned, so no job waits forever.
+    """
+    key = keys.text_stream(job_id)
+    last_id = "0-0"
+    last_message = time.monotonic()
+    failures = 0
+    while not inbox.cancelled.is_set():
+        try:
+            reply = await async_redis().xread({key: last_id}, block=250, count=100)
+            failures = 0
+        except RedisError as exc:
+            failures += 1
+            if failures > 40:  # about 10 s without Redis
+                log.warning("job %s lost its text stream: %s", job_id, exc)
+                inbox.cancel()
+                return
+            await asyncio.sleep(0.25)
+            continue
+        if not reply:
+            if time.monotonic() - last_message > idle_limit_s:
+                log.info("job %s: no text for %.0f s; abandoning it", job_id, idle_limit_s)
+                inbox.cancel()
+            continue
+        last_message = time.monotonic()
+        for _stream, entries in reply:
+            for entry_id, fields in entries:
+                last_id = entry_id
+                if b"cancel" in fields:
+                    inbox.cancel()
+                    return
+                inbox.put(fields.get(b"text", b"").decode("utf-8"), fields.get(b"done") == b"1")
+
+
+@shared_task(name="tts.clone", acks_late=False, ignore_result=True, time_limit=CLONE_TIME_LIMIT_S)
+def clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_key: str, audio_sha256: str,
+          sample_rate: int) -> None:
+    """The engine half of /clone; the answer goes back on a Redis list the web process waits on."""
+    from voices.cloning import clone_stored_prompt
+    from voices.models import Tenant
+    from voices.services import StoredBlob, delete_blobs
+
+    try:
+        tenant = Tenant.objects.get(pk=tenant_id)
+    except Tenant.DoesNotExist:
+        delete_blobs(audio_key)
+        result: dict[str, object] = {"error": True, "status": 404, "message": "tenant no longer exists"}
+    else:
+        try:
+            existed = clone_stored_prompt(tenant, prompt_id, prompt_text, StoredBlob(audio_key, audio_sha256), sample_rate)
+            result = {"error": False, "existed": existed}
+        except ApiError as exc:
+            result = {"error": True, "status": exc.status, "message": exc.message}
+        except Exception as exc:
+            log.exception("clone %s/%s failed", tenant_id, prompt_id)
+            result = {"error": True, "status": 500, "message": f"clone failed: {exc.__class__.__name__}"}
+    reply = keys.clone_reply(job_id)
+    with sync_redis().pipeline(transaction=False) as pipe:
+        pipe.rpush(reply, json.dumps(result))
+        pipe.expire(reply, 600)
+        pipe.execute()

@@ -1,0 +1,187 @@
+"""What a distributed worker process runs beside its tasks.
+
+- One event loop in a background thread carries every channel-layer send, text-stream
+  read and heartbeat of the process (no event loop per chunk, as async_to_sync would make).
+- A heartbeat registers the worker and its running jobs in Redis and tells each job's
+  consumer that the job is alive, so a killed worker is noticed within seconds.
+- On SIGTERM running streams may finish for TTS_WORKER_DRAIN_SECONDS; any still
+  running then get an error event instead of being cut off silently.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery import signals
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from synthesis.job import TextInbox
+from workers import keys
+from workers.redis_clients import async_redis
+from workers.sink import ChannelLayerSink
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HEARTBEAT_INTERVAL_S = 1.0
+
+
+@dataclass
+class RunningJob:
+    job_id: str
+    inbox: TextInbox
+    sink: ChannelLayerSink
+
+
+class WorkerRuntime:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self.jobs: dict[str, RunningJob] = {}
+        self.lock = threading.Lock()
+        self.drain_deadline: float | None = None
+        self.thread = threading.Thread(target=self._run, name="worker-io-loop", daemon=True)
+        self.thread.start()
+        self.layer: BaseChannelLayer = self.call(self._make_layer())
+        asyncio.run_coroutine_threadsafe(self._heartbeat_forever(), self.loop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _make_layer(self) -> BaseChannelLayer:
+        return get_channel_layer()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
+        """Run a coroutine on the process loop from a task thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    # --- jobs ------------------------------------------------------------------------
+
+    def add(self, job: RunningJob) -> None:
+        with self.lock:
+            self.jobs[job.job_id] = job
+
+    def remove(self, job_id: str) -> None:
+        with self.lock:
+            self.jobs.pop(job_id, None)
+        try:
+            self.call(_forget_job(job_id), timeout=5)
+        except Exception as exc:  # Redis away: the registration expires by itself
+            log.warning("could not unregister job %s: %s", job_id, exc)
+
+    def running(self) -> list[RunningJob]:
+        with self.lock:
+            return list(self.jobs.values())
+
+    # --- heartbeats and drain ----------------------------------------------------------------
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            try:
+                await self._heartbeat()
+            except Exception as exc:  # Redis restarting: keep trying, the jobs decide their own fate
+                log.warning("worker heartbeat failed: %s", exc)
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def _heartbeat(self) -> None:
+        jobs = self.running()
+        expires = time.time() + keys.REGISTRATION_TTL_S
+        redis = async_redis()
+        async with redis.pipeline(transaction=False) as pipe:
+            if self.drain_deadline is None:
+                pipe.zadd(keys.WORKERS, {self.name: expires})
+            else:
+                pipe.zrem(keys.WORKERS, self.name)
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", time.time())
+            if jobs:
+                pipe.zadd(keys.ACTIVE_JOBS, {job.job_id: expires for job in jobs})
+            pipe.zremrangebyscore(keys.ACTIVE_JOBS, "-inf", time.time())
+            await pipe.execute()
+        ended = [job.job_id for job in jobs if job.job_id not in self.jobs]
+        if ended:  # finished while the registration above was in flight: do not leave them listed
+            await redis.zrem(keys.ACTIVE_JOBS, *ended)
+        for job in jobs:
+            try:
+                await self.layer.send(job.sink.channel, {"type": "tts.alive", "job": job.job_id})
+            except ChannelFull:
+                pass  # the channel is full of this job's audio: the consumer knows it is alive
+        if self.drain_deadline is not None and time.monotonic() > self.drain_deadline:
+            await self._end_unfinished(jobs)
+
+    async def _end_unfinished(self, jobs: list[RunningJob]) -> None:
+        for job in jobs:
+            if job.inbox.cancelled.is_set():
+                continue
+            job.inbox.cancel()
+            log.warning("job %s did not finish before shutdown; ending it", job.job_id)
+            try:
+                await self.layer.send(job.sink.channel, {
+                    "type": "tts.error", "job": job.job_id,
+                    "message": "the synthesis worker shut down before this stream finished; please retry",
+                })
+            except Exception as exc:
+                log.warning("could not tell job %s's client: %s", job.job_id, exc)
+
+    def begin_drain(self, seconds: float) -> None:
+        self.drain_deadline = time.monotonic() + seconds
+        log.info("draining: %d running streams may finish within %.0f s", len(self.running()), seconds)
+        try:
+            self.call(_unregister_worker(self.name), timeout=5)
+        except Exception as exc:
+            log.warning("could not unregister worker: %s", exc)
+
+
+async def _forget_job(job_id: str) -> None:
+    redis = async_redis()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.ACTIVE_JOBS, job_id)
+        pipe.delete(keys.text_stream(job_id))
+        await pipe.execute()
+
+
+async def _unregister_worker(name: str) -> None:
+    await async_redis().zrem(keys.WORKERS, name)
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> WorkerRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = WorkerRuntime(f"{socket.gethostname()}:{os.getpid()}")
+        return _runtime
+
+
+@signals.worker_init.connect
+def _load_engine(**_: object) -> None:
+    """Load and warm the engine before the worker takes its first task."""
+    from synthesis.engines.registry import get_loaded_engine
+
+    started = time.monotonic()
+    engine = get_loaded_engine()
+    log.info("engine %s loaded in %.1f s", engine.name, time.monotonic() - started)
+
+
+@signals.worker_ready.connect
+def _register(**_: object) -> None:
+    get_runtime()
+
+
+@signals.worker_shutting_down.connect
+def _drain(**_: object) -> None:
+    from django.conf import settings
+
+    if _runtime is not None:
+        _runtime.begin_drain(settings.TTS_WORKER_DRAIN_SECONDS)
