@@ -106,3 +106,22 @@ def test_empty_text_ends_with_zero_chunks(server: RunningServer, voice: str) -> 
     assert not result.errors
     assert result.end is not None and result.end["index"] == 0
     assert result.audio == []
+
+
+def test_a_connection_idle_for_15_s_stays_open_and_then_streams(server: RunningServer, voice: str) -> None:
+    """redis-py >= 5 with channels-redis closes sockets idle for 5 s unless the layer's
+    socket_timeout is None; the embedded server must not close them either."""
+    import json
+    import time
+
+    from websockets.sync.client import connect
+
+    with connect(server.ws, open_timeout=10, max_size=None) as ws:
+        time.sleep(15)
+        ws.send(json.dumps({"req_params": {"prompt_id": voice, "audio_format": "pcm", "sample_rate": 16000}}))
+        ws.send(json.dumps({"text": ZH, "done": True}, ensure_ascii=False))
+        messages = [json.loads(ws.recv(timeout=60))]
+        while not (messages[-1].get("is_end") or messages[-1].get("error")):
+            messages.append(json.loads(ws.recv(timeout=60)))
+    assert messages[-1].get("is_end") is True, messages[-1]
+    assert [m["index"] for m in messages[:-1]] == list(range(len(messages) - 1))
