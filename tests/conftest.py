@@ -40,13 +40,16 @@ def postgres_db() -> Iterator[PostgresDatabase]:
     database.drop()
 
 
-def distributed_env(redis_server: RedisServer, database: PostgresDatabase, s3: S3Server) -> dict[str, str]:
-    s3.create_bucket(FEATURE_BUCKET)
+def distributed_env(redis_server: RedisServer, database: PostgresDatabase, s3: S3Server, *, redis_db: int = 0,
+                    bucket: str = FEATURE_BUCKET) -> dict[str, str]:
+    """Settings for a distributed stack; stacks that run side by side need their own
+    ``redis_db`` (queues, channels) and ``database``."""
+    s3.create_bucket(bucket)
     return {
         **s3.env(),
-        "TTS_REDIS_URL": redis_server.url,
+        "TTS_REDIS_URL": redis_server.url.rsplit("/", 1)[0] + f"/{redis_db}",
         "TTS_DATABASE_URL": database.url,
-        "TTS_FEATURE_STORE": f"s3://{FEATURE_BUCKET}/features",
+        "TTS_FEATURE_STORE": f"s3://{bucket}/features",
     }
 
 

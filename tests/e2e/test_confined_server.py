@@ -15,8 +15,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.conftest import MODES, distributed_env
 from tests.e2e.conftest import PROMPT_TEXTS
 from tests.server import RunningServer, start_server
+from tests.services import create_database
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +26,23 @@ def roots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("allowed-root")
 
 
-@pytest.fixture(scope="module")
-def confined(tmp_path_factory, roots: Path) -> Iterator[RunningServer]:
-    server = start_server(
-        tmp_path_factory.mktemp("confined-server"),
-        extra_env={"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3",
-                   "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_QUEUE": "0",
-                   "TTS_MAX_STREAMS": "1"},
-    )
+@pytest.fixture(scope="module", params=MODES)
+def confined(request: pytest.FixtureRequest, tmp_path_factory, roots: Path) -> Iterator[RunningServer]:
+    env = {"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3",
+           "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_QUEUE": "0", "TTS_MAX_STREAMS": "1"}
+    database = None
+    if request.param == "distributed":
+        # Its own database and Redis database: this stack must not share queues or voices
+        # with the session's distributed server.
+        database = create_database()
+        env |= distributed_env(request.getfixturevalue("redis_server"), database,
+                               request.getfixturevalue("s3_server"), redis_db=1, bucket="tts-confined")
+    server = start_server(tmp_path_factory.mktemp(f"confined-{request.param}"), mode=request.param,
+                          extra_env=env, workers=1)
     yield server
     server.stop()
+    if database is not None:
+        database.drop()
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +100,7 @@ def test_paths_are_confined_to_the_roots(confined: RunningServer, roots: Path, p
     for attempt in (str(outside), str(roots / ".." / outside.parent.name / "voice.wav"), "/etc/passwd"):
         r = _clone(confined, "outside", attempt)
         assert r.status_code == 403, (attempt, r.text)
-    link = roots / "sneaky.wav"
+    link = roots / f"sneaky-{confined.mode}.wav"  # roots is shared by both modes
     link.symlink_to(outside)
     assert _clone(confined, "outside", str(link)).status_code == 403
 
