@@ -1,7 +1,9 @@
 """WebSocket /tts: one connection, one request at a time (then another, if the client wants).
 
-The consumer validates, resolves the voice, starts a job, relays text in and audio
-out, and checks that chunks arrive numbered without gaps or duplicates.
+The consumer authenticates the caller, validates, resolves the voice in the caller's
+tenant, holds the tenant's stream lease and counts its characters, starts a job,
+relays text in and audio out, checks that chunks arrive numbered without gaps or
+duplicates, and meters each request once, however it ends.
 """
 from __future__ import annotations
 
@@ -19,16 +21,19 @@ from django.conf import settings
 
 from synthesis import protocol
 from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, VoiceNotFound
+from tenants import quotas, usage
+from tenants.auth import Caller, caller_for_scope
+from tenants.models import Scope
 from ttsplatform.errors import ApiError
 from voices import services
 from voices.exceptions import UnknownVoice
-from voices.tenancy import tenant_for_request
 from workers.dispatch import Job, start_job
 from workers.runner import VoiceRef
 
 log = logging.getLogger(__name__)
 
 LIVENESS_TICK_S = 0.5
+LEASE_REFRESH_S = 10.0
 
 
 class TtsConsumer(AsyncWebsocketConsumer):
@@ -40,14 +45,25 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.text_chars = 0
         self.text_done = False
         self.closed = False
+        self.caller: Caller | None = None
+        self.quota = None
+        self.metered: dict[str, Any] | None = None  # the running request's usage, until recorded
         self.last_client_message = time.monotonic()
         await self.accept()
         self.watchdog = asyncio.create_task(self._close_when_idle(settings.TTS_WS_IDLE_TIMEOUT))
+        try:
+            caller = await database_sync_to_async(caller_for_scope)(self.scope)
+            caller.require(Scope.SYNTHESIZE)
+            self.quota = await database_sync_to_async(quotas.limits_of)(caller.tenant.id)
+            self.caller = caller
+        except ApiError as exc:
+            await self._fail(exc)
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
         self._cancel_job()
         self.watchdog.cancel()
+        await self._end_request()
 
     async def _close_when_idle(self, limit: float) -> None:
         """A client that goes quiet must not hold a stream slot (and its thread) forever,
@@ -64,6 +80,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
                 if problem is not None:
                     await self._fail(SynthesisFailed(problem))
                     return
+            await self._refresh_lease()
             # Remote jobs can vanish with their worker: look twice a second (a job may start any time).
             await asyncio.sleep(LIVENESS_TICK_S if settings.DISTRIBUTED else max(0.5, limit - idle))
 
@@ -72,6 +89,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_client_message = time.monotonic()
         try:
+            if self.caller is None:
+                return  # authentication failed; the connection is closing
             message = protocol.decode_message(text_data)
             if self.job is None:
                 if "req_params" not in message:
@@ -90,14 +109,28 @@ class TtsConsumer(AsyncWebsocketConsumer):
             await self._fail(SynthesisFailed("internal server error"))
 
     async def _start(self, raw_params: Any) -> None:
+        assert self.caller is not None
         request = protocol.parse_req_params(raw_params)
         voice = await self._voice(request.prompt_id)
+        request_id = str(uuid.uuid4())
+        tenant_id = self.caller.tenant.id
+        lease = self.quota is not None and self.quota.max_concurrent_streams is not None
+        if lease:
+            await quotas.counters().acquire_stream(tenant_id, request_id, self.quota.max_concurrent_streams)
+        try:
+            job = await start_job(request_id, request, voice, self.channel_name)
+        except BaseException:
+            if lease:
+                await quotas.counters().release_stream(tenant_id, request_id)
+            raise
         self.request = request
-        self.request_id = str(uuid.uuid4())
+        self.request_id = request_id
         self.expected_index = 0
         self.text_chars = 0
         self.text_done = False
-        self.job = await start_job(self.request_id, request, voice, self.channel_name)
+        self.job = job
+        self.metered = {"tenant": tenant_id, "lease": lease, "characters": 0, "audio_seconds": 0.0,
+                        "refreshed": time.monotonic()}
 
     async def _voice(self, prompt_id: str) -> VoiceRef:
         try:
@@ -106,7 +139,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
             raise VoiceNotFound(exc.message) from None
 
     def _get_voice(self, prompt_id: str) -> VoiceRef:
-        voice = services.get_voice(tenant_for_request(None), prompt_id)
+        assert self.caller is not None
+        voice = services.get_voice(self.caller.tenant, prompt_id)
         return VoiceRef(voice.prompt_id, voice.features_key, voice.features_sha256)
 
     async def _feed(self, message: dict[str, Any]) -> None:
@@ -119,6 +153,9 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.text_chars += len(text)
         if self.text_chars > settings.TTS_MAX_TEXT_CHARS:
             raise ProtocolError(f"text exceeds {settings.TTS_MAX_TEXT_CHARS} characters in one request")
+        assert self.caller is not None and self.metered is not None
+        await quotas.take_characters(self.caller.tenant.id, self.quota, len(text))
+        self.metered["characters"] += len(text)
         try:
             await self.job.send_text(text, done)
         except queue.Full:
@@ -151,6 +188,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
             await self._fail(SynthesisFailed(f"audio chunk {self.expected_index} was lost (got {index})"))
             return
         self.expected_index += 1
+        if self.metered is not None:
+            self.metered["audio_seconds"] = float(event.get("seconds", 0.0))
         await self._send_json(protocol.chunk_message(self.request_id, index, event["data"], self.request))
 
     async def tts_end(self, event: dict[str, Any]) -> None:
@@ -164,6 +203,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.job = None
         self.request = None
         await self._send_json(protocol.end_message(self.request_id, event["count"]))
+        await self._end_request()
 
     async def tts_error(self, event: dict[str, Any]) -> None:
         if not self._current(event):
@@ -182,7 +222,33 @@ class TtsConsumer(AsyncWebsocketConsumer):
             return
         self.closed = True
         await self._send_json(protocol.error_message(exc.message))
-        await self.close(code=getattr(exc, "close_code", 4400))
+        await self.close(code=exc.close_code)
+        await self._end_request()
+
+    async def _end_request(self) -> None:
+        """Meter the request that just ended (however it ended) and give back its lease; once."""
+        metered, self.metered = self.metered, None
+        if metered is None:
+            return
+        try:
+            if metered["lease"]:
+                await quotas.counters().release_stream(metered["tenant"], self.request_id)
+            await database_sync_to_async(usage.record)(
+                metered["tenant"], characters=metered["characters"], audio_seconds=metered["audio_seconds"],
+                streams=1)
+        except Exception:
+            log.exception("could not meter request %s", self.request_id)
+
+    async def _refresh_lease(self) -> None:
+        """Keep this stream's lease alive (a lease whose web process died expires by itself)."""
+        metered = self.metered
+        if metered is None or not metered["lease"] or time.monotonic() - metered["refreshed"] < LEASE_REFRESH_S:
+            return
+        metered["refreshed"] = time.monotonic()
+        try:
+            await quotas.counters().refresh_stream(metered["tenant"], self.request_id)
+        except Exception as exc:
+            log.warning("could not refresh the stream lease of %s: %s", self.request_id, exc)
 
     def _cancel_job(self) -> None:
         if self.job is not None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class ChunkSink(Protocol):
-    def chunk(self, index: int, data_b64: str) -> None: ...
+    def chunk(self, index: int, data_b64: str, seconds: float) -> None: ...
     def end(self, count: int) -> None: ...
     def error(self, message: str) -> None: ...
 
@@ -94,7 +94,7 @@ def run_synthesis(
             return
         if stats.first_chunk_at is None:
             stats.first_chunk_at = time.monotonic()
-        sink.chunk(stats.chunks, base64.b64encode(data).decode("ascii"))
+        sink.chunk(stats.chunks, base64.b64encode(data).decode("ascii"), stats.audio_seconds)
         stats.chunks += 1
 
     try:

@@ -65,6 +65,30 @@ class RunningServer:
     def health(self) -> dict[str, object]:
         return httpx.get(f"{self.http}/health", timeout=5).json()
 
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database; returns its stdout."""
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start_web_process(self) -> RunningServer:
+        """Another Daphne process on the same database, Redis and workers (distributed mode)."""
+        port = free_port()
+        log_path = self.data_dir / f"server-{port}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "ttsplatform.asgi:application"],
+            cwd=REPO, env=self.env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+        )
+        web = RunningServer(self.mode, port, self.data_dir, process, log_path, self.env)
+        try:
+            _wait_healthy(web, 120)
+        except BaseException:
+            web.stop()
+            raise
+        return web
+
     # --- distributed mode: workers -------------------------------------------------------
 
     def start_worker(self, queues: str = "synthesis,clone") -> subprocess.Popen[bytes]:

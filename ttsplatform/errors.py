@@ -19,6 +19,13 @@ class ApiError(Exception):
     def as_json(self) -> dict[str, object]:
         return {"error": True, "message": self.message}
 
+    @property
+    def close_code(self) -> int:
+        """WebSocket close code: 4000 + the HTTP status (4400, 4401, 4404, 4429, 4500...).
+
+        Daphne refuses 1011 and friends from a server; 4000-4999 are the application's."""
+        return 4000 + self.status if 400 <= self.status < 1000 else 4500
+
 
 class NotFound(ApiError):
     status = 404
@@ -30,3 +37,7 @@ class PayloadTooLarge(ApiError):
 
 class Forbidden(ApiError):
     status = 403
+
+
+class Unauthorized(ApiError):
+    status = 401

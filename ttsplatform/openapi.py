@@ -19,8 +19,10 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {400: "bad input", 403: "path outside the allowed roots", 404: "unknown id",
-               405: "wrong method", 413: "payload too large", 503: "not ready"}
+    reasons = {400: "bad input", 401: "missing, unknown, revoked or expired API key",
+               403: "scope missing, or path outside the allowed area", 404: "unknown id",
+               405: "wrong method", 413: "payload too large", 429: "quota or capacity reached",
+               502: "storage (S3) unreachable", 503: "not ready"}
     return {str(c): {"description": reasons.get(c, "error"), **_json(_ERROR)} for c in codes}
 
 
@@ -29,7 +31,7 @@ def _post(summary: str, body: dict[str, Any], answer: dict[str, Any], *codes: in
         "post": {
             "summary": summary,
             "requestBody": {"required": True, **_json(body)},
-            "responses": {"200": {"description": "ok", **_json(answer)}, **_errors(400, 405, *codes)},
+            "responses": {"200": {"description": "ok", **_json(answer)}, **_errors(400, 401, 403, 405, *codes)},
         }
     }
 
@@ -41,8 +43,15 @@ SCHEMA: dict[str, Any] = {
     "info": {
         "title": "Streaming voice-cloning TTS",
         "version": "1.0.0",
-        "description": "REST part of the API. Streaming synthesis is the WebSocket `/tts` (see README).",
+        "description": "REST part of the API. Streaming synthesis is the WebSocket `/tts` (see README). "
+        "With API keys: `Authorization: Bearer <key>` (open mode, the embedded default, needs none).",
     },
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Error": {"type": "object", "required": ["error", "message"],
+                              "properties": {"error": {"const": True}, "message": {"type": "string"}}}},
+    },
+    "security": [{"apiKey": []}, {}],
     "paths": {
         "/speakers": {
             "get": {
@@ -71,10 +80,12 @@ SCHEMA: dict[str, Any] = {
                     "prompt_id": {"type": "string", "maxLength": 128},
                     "sample_rate": {"type": "integer", "minimum": 8000, "maximum": 48000,
                                     "description": "rate of raw PCM prompts (default 16000)"},
+                    "provenance_note": {"type": "string", "maxLength": 2000,
+                                        "description": "consent or provenance of the recording (audit log)"},
                 },
             },
             {"type": "object", "properties": {"existed": {"type": "boolean"}, "prompt_id": {"type": "string"}}},
-            403, 413,
+            413, 429,
         ),
         "/cache/save": _post(
             "Save voices to a tone-cache bundle",
@@ -99,18 +110,21 @@ SCHEMA: dict[str, Any] = {
                 },
             }
         },
+        "/usage": {
+            "get": {
+                "summary": "The caller's usage for the last 30 days (UTC), per day and in total",
+                "responses": {"200": {"description": "usage", **_json({"type": "object", "properties": {
+                    "since": {"type": "string", "format": "date"},
+                    "days": {"type": "array", "items": {"type": "object"}},
+                    "total": {"type": "object", "properties": {
+                        "characters": {"type": "integer"}, "audio_seconds": {"type": "number"},
+                        "streams": {"type": "integer"}, "clones": {"type": "integer"}}}}})},
+                    **_errors(401, 405)},
+            }
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}
         },
-    },
-    "components": {
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error", "message"],
-                "properties": {"error": {"const": True}, "message": {"type": "string"}},
-            }
-        }
     },
 }
 

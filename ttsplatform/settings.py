@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "channels",
     "voices",
     "synthesis",
+    "tenants",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("TTS_LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
+
+# --- Tenants -------------------------------------------------------------------------
+#: Require an API key on every request. Off (open mode, one default tenant) keeps clients
+#: of the original API working; turn it on for any server others can reach.
+TTS_REQUIRE_API_KEY = envbool("TTS_REQUIRE_API_KEY", False)
+#: Local tone caches of key-holding tenants live under <this>/<tenant slug>/ (relative
+#: cache paths are taken from there; anything outside is refused).
+TTS_TENANT_CACHE_ROOT = Path(envstr("TTS_TENANT_CACHE_ROOT", str(TTS_DATA_DIR / "tenant-caches"))).expanduser().resolve()
 
 # --- Storage -------------------------------------------------------------------------
 #: Where voice features and prompt audio live: a local directory, or s3://bucket/prefix.

@@ -43,7 +43,8 @@ def prompt_limits() -> PromptLimits:
     )
 
 
-def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, raw_sample_rate: int | None) -> bool:
+def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, raw_sample_rate: int | None,
+                note: str = "") -> bool:
     """Clone a voice (blocking: run it in a worker thread). Returns ``existed``."""
     audio = read_prompt_audio(
         source, policy=source_policy(), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
@@ -53,12 +54,12 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
     if settings.DISTRIBUTED:
         from workers.remote import clone_on_worker
 
-        return clone_on_worker(tenant.id, prompt_id, prompt_text, audio_blob, audio.sample_rate)
-    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob)
+        return clone_on_worker(tenant.id, prompt_id, prompt_text, audio_blob, audio.sample_rate, note)
+    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob, note)
 
 
 def clone_stored_prompt(tenant: Tenant, prompt_id: str, prompt_text: str, audio_blob: services.StoredBlob,
-                        sample_rate: int) -> bool:
+                        sample_rate: int, note: str = "") -> bool:
     """The engine half of a clone, from prompt audio already in the feature store (workers)."""
     try:
         raw = services.get_feature_store().get(audio_blob.key, audio_blob.sha256)
@@ -68,11 +69,11 @@ def clone_stored_prompt(tenant: Tenant, prompt_id: str, prompt_text: str, audio_
     except BaseException:
         services.delete_blobs(audio_blob.key)
         raise
-    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob)
+    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob, note)
 
 
 def register_clone(tenant: Tenant, prompt_id: str, prompt_text: str, audio: PromptAudio,
-                   audio_blob: services.StoredBlob) -> bool:
+                   audio_blob: services.StoredBlob, note: str = "") -> bool:
     """Extract features and insert the voice; the prompt blob is dropped if this fails. Returns ``existed``."""
     try:
         engine = get_loaded_engine()
@@ -96,6 +97,7 @@ def register_clone(tenant: Tenant, prompt_id: str, prompt_text: str, audio: Prom
             "prompt_sample_rate": audio.sample_rate,
             "prompt_seconds": round(audio.duration, 3),
             "metrics": {k: v for k, v in features.meta.items() if isinstance(v, (int, float, str, dict))},
+            "provenance_note": note,
         },
         blobs,
     )

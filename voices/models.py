@@ -40,6 +40,8 @@ class Voice(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     #: where the voice came from: "clone" or "cache:<path>"
     source = models.CharField(max_length=512, default="clone")
+    #: consent or provenance: who the speaker is and on what basis the voice was cloned
+    provenance_note = models.TextField(blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -24,6 +24,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +53,26 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class CacheArea:
+    """Where a caller's tone caches may be: local directories and s3:// prefixes (None: anywhere)."""
+
+    local_roots: tuple[Path, ...] | None
+    s3_roots: tuple[str, ...] | None
+
+    @classmethod
+    def server_wide(cls) -> CacheArea:
+        return cls(settings.TTS_PATH_ROOTS, settings.TTS_S3_CACHE_ROOTS)
+
+    @classmethod
+    def of_tenant(cls, tenant: Tenant) -> CacheArea:
+        """A key-holding tenant's own area: <TTS_TENANT_CACHE_ROOT>/<slug>, and <s3 root>/<slug>."""
+        local = settings.TTS_TENANT_CACHE_ROOT / tenant.slug
+        local.mkdir(parents=True, exist_ok=True)
+        s3_roots = tuple(f"{root.rstrip('/')}/{tenant.slug}" for root in settings.TTS_S3_CACHE_ROOTS or ())
+        return cls((local,), s3_roots)
+
+
+@dataclass(frozen=True)
 class BundleVoice:
     prompt_id: str
     prompt_text: str
@@ -71,11 +92,12 @@ def _is_s3(raw: str) -> bool:
 
 # --- save --------------------------------------------------------------------------
 
-def save_bundle(tenant: Tenant, cache_dir: str, prompt_ids: list[str]) -> str:
+def save_bundle(tenant: Tenant, cache_dir: str, prompt_ids: list[str], area: CacheArea | None = None) -> str:
     """Write the listed voices (all of the tenant's when empty) and return the bundle's location."""
+    area = area or CacheArea.server_wide()
     if _is_s3(cache_dir):
-        return _save_s3(tenant, _confined_s3(cache_dir).child(BUNDLE_NAME), prompt_ids)
-    directory = resolve_client_path(cache_dir, settings.TTS_PATH_ROOTS, must_exist=False, kind="dir")
+        return _save_s3(tenant, _confined_s3(cache_dir, area).child(BUNDLE_NAME), prompt_ids)
+    directory = resolve_client_path(cache_dir, area.local_roots, must_exist=False, kind="dir")
     data, count = _bundle_for(tenant, prompt_ids)
     path = directory / BUNDLE_NAME
     try:
@@ -158,24 +180,25 @@ def _build_bundle(voices: list[Voice]) -> bytes:
 
 # --- load --------------------------------------------------------------------------
 
-def load_bundle(tenant: Tenant, cache_path: str, prompt_ids: list[str]) -> list[str]:
+def load_bundle(tenant: Tenant, cache_path: str, prompt_ids: list[str], area: CacheArea | None = None) -> list[str]:
     """Restore the listed voices (all in the bundle when empty) into the tenant. All or nothing."""
+    area = area or CacheArea.server_wide()
     if _is_s3(cache_path):
-        target = _bundle_object(_confined_s3(cache_path))
+        target = _bundle_object(_confined_s3(cache_path, area))
         data = s3.get_bytes(s3.get_client(), target, max_bytes=settings.TTS_CACHE_MAX_BYTES)
         source = target.url
     else:
-        source = _bundle_file(cache_path)
-        data = read_client_file(source, settings.TTS_PATH_ROOTS, max_bytes=settings.TTS_CACHE_MAX_BYTES)
+        source = _bundle_file(cache_path, area.local_roots)
+        data = read_client_file(source, area.local_roots, max_bytes=settings.TTS_CACHE_MAX_BYTES)
     voices = read_bundle(data, prompt_ids)
     _install(tenant, voices, source=f"cache:{source}")
     return [v.prompt_id for v in voices]
 
 
-def _confined_s3(raw: str) -> s3.S3Location:
-    """Parse an s3:// cache location; with TTS_S3_CACHE_ROOTS set it must lie under one of them."""
+def _confined_s3(raw: str, area: CacheArea | None = None) -> s3.S3Location:
+    """Parse an s3:// cache location; it must lie under one of the area's s3 roots (if any are set)."""
     location = s3.parse_s3_url(raw)
-    roots = settings.TTS_S3_CACHE_ROOTS
+    roots = (area or CacheArea.server_wide()).s3_roots
     if roots is not None and not any(_s3_within(location, s3.parse_s3_url(root)) for root in roots):
         raise Forbidden("this s3:// cache location is outside the allowed cache roots")
     return location
@@ -192,10 +215,10 @@ def _bundle_object(location: s3.S3Location) -> s3.S3Location:
     return location if location.key.endswith(".ttsc") else location.child(BUNDLE_NAME)
 
 
-def _bundle_file(raw: str) -> str:
+def _bundle_file(raw: str, roots: tuple[Path, ...] | None) -> str:
     """``cache_path`` may name the bundle file or the directory it was saved in."""
     try:
-        resolve_client_path(raw, settings.TTS_PATH_ROOTS, must_exist=True, kind="dir")
+        resolve_client_path(raw, roots, must_exist=True, kind="dir")
     except ApiError:
         return raw
     return os.path.join(raw, BUNDLE_NAME)

@@ -76,3 +76,14 @@ def optional_sample_rate(data: dict[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 8000 <= value <= 48000:
         raise InvalidRequest("sample_rate must be an integer between 8000 and 48000")
     return value
+
+
+def optional_text(data: dict[str, Any], field: str, max_chars: int) -> str:
+    value = data.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{field} must be a string")
+    if len(value) > max_chars:
+        raise InvalidRequest(f"{field} must be at most {max_chars} characters")
+    return value.strip()

@@ -132,7 +132,8 @@ def _submit(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: st
     )
 
 
-def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob: StoredBlob, sample_rate: int) -> bool:
+def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob: StoredBlob, sample_rate: int,
+                    note: str = "") -> bool:
     """Run a clone's engine half on a clone worker and wait for its answer (blocking).
 
     The stored prompt audio is deleted here if the task never reaches a worker; once
@@ -147,7 +148,8 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
         app.send_task(
             "tts.clone",
             kwargs={"job_id": job_id, "tenant_id": tenant_id, "prompt_id": prompt_id, "prompt_text": prompt_text,
-                    "audio_key": audio_blob.key, "audio_sha256": audio_blob.sha256, "sample_rate": sample_rate},
+                    "audio_key": audio_blob.key, "audio_sha256": audio_blob.sha256, "sample_rate": sample_rate,
+                    "note": note},
             queue=settings.TTS_CLONE_QUEUE_NAME,
             expires=settings.TTS_CLONE_TIMEOUT,
         )

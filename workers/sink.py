@@ -44,8 +44,9 @@ class ChannelLayerSink:
     def started(self) -> None:
         self._send({"type": "tts.started"})
 
-    def chunk(self, index: int, data_b64: str) -> None:
-        self._send({"type": "tts.chunk", "index": index, "data": data_b64})
+    def chunk(self, index: int, data_b64: str, seconds: float = 0.0) -> None:
+        """``seconds``: audio spoken so far in this job (for metering)."""
+        self._send({"type": "tts.chunk", "index": index, "data": data_b64, "seconds": round(seconds, 3)})
 
     def end(self, count: int) -> None:
         self._send({"type": "tts.end", "count": count})

@@ -86,7 +86,7 @@ async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
 
 @shared_task(name="tts.clone", acks_late=False, ignore_result=True, time_limit=CLONE_TIME_LIMIT_S)
 def clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_key: str, audio_sha256: str,
-          sample_rate: int) -> None:
+          sample_rate: int, note: str = "") -> None:
     """The engine half of /clone; the answer goes back on a Redis list the web process waits on."""
     from voices.cloning import clone_stored_prompt
     from voices.models import Tenant
@@ -99,7 +99,8 @@ def clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_k
         result: dict[str, object] = {"error": True, "status": 404, "message": "tenant no longer exists"}
     else:
         try:
-            existed = clone_stored_prompt(tenant, prompt_id, prompt_text, StoredBlob(audio_key, audio_sha256), sample_rate)
+            existed = clone_stored_prompt(tenant, prompt_id, prompt_text, StoredBlob(audio_key, audio_sha256), sample_rate,
+                                          note)
             result = {"error": False, "existed": existed}
         except ApiError as exc:
             result = {"error": True, "status": exc.status, "message": exc.message}

@@ -1,0 +1,270 @@
+"""Two tenants over real sockets, in both modes: API keys, isolation, scopes, quotas,
+usage and the audit trail. Tenants are made with the operators' management commands."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.e2e.conftest import PROMPT_TEXTS
+from tests.e2e.support import stream_tts
+from tests.server import RunningServer
+
+ZH = "你好，欢迎使用语音合成服务。"
+
+
+@dataclass
+class Tenant:
+    slug: str
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def make_tenant(server: RunningServer, label: str) -> Tenant:
+    slug = f"{label}-{uuid.uuid4().hex[:8]}"
+    output = server.manage("create_tenant", f"Tenant {label}", "--slug", slug)
+    key = output.strip().splitlines()[-1]
+    assert key.startswith("tts_") and " " not in key, output
+    return Tenant(slug, key)
+
+
+def make_key(server: RunningServer, tenant: Tenant, *options: str) -> str:
+    key = server.manage("create_api_key", tenant.slug, *options).strip().splitlines()[-1]
+    assert key.startswith("tts_") and key != tenant.key
+    return key
+
+
+def clone(server: RunningServer, key: str | None, prompt_id: str, wav: bytes, text: str, **extra) -> httpx.Response:
+    body = {"prompt_audio": base64.b64encode(wav).decode(), "prompt_text": text, "prompt_id": prompt_id, **extra}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{server.http}/clone", json=body, headers=headers, timeout=120)
+
+
+def ws_stream(server: RunningServer, key: str | None, prompt_id: str, text: str = ZH, *, via_query: bool = False):
+    url = server.ws
+    headers = {}
+    if key and via_query:
+        url += f"?api_key={key}"
+    elif key:
+        headers = {"Authorization": f"Bearer {key}"}
+    messages, code = [], None
+    with connect(url, open_timeout=10, additional_headers=headers, max_size=None) as ws:
+        try:  # the server may already have refused the connection: its error frame is still there to read
+            ws.send(json.dumps({"req_params": {"prompt_id": prompt_id, "audio_format": "pcm", "sample_rate": 16000}}))
+            ws.send(json.dumps({"text": text, "done": True}, ensure_ascii=False))
+        except ConnectionClosed:
+            pass
+        try:
+            while True:
+                messages.append(json.loads(ws.recv(timeout=60)))
+                if messages[-1].get("is_end") or messages[-1].get("error"):
+                    break
+            ws.recv(timeout=0.5 if messages[-1].get("is_end") else 10)
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+        except TimeoutError:
+            pass
+    return messages, code
+
+
+@pytest.fixture(scope="module")
+def pair(server: RunningServer, prompt_wavs: dict[str, bytes]) -> Iterator[tuple[Tenant, Tenant]]:
+    """Tenants A and B; A owns a voice called "alice"."""
+    a, b = make_tenant(server, "a"), make_tenant(server, "b")
+    response = clone(server, a.key, "alice", prompt_wavs["jf_alpha"], PROMPT_TEXTS["jf_alpha"],
+                     provenance_note="recorded with consent, ticket 42")
+    assert response.status_code == 200, response.text
+    yield a, b
+
+
+def test_each_tenant_sees_only_its_own_voices(server: RunningServer, pair: tuple[Tenant, Tenant]) -> None:
+    a, b = pair
+    assert "alice" in httpx.get(f"{server.http}/speakers", headers=a.auth).json()
+    assert "alice" not in httpx.get(f"{server.http}/speakers", headers=b.auth).json()
+    assert "alice" not in httpx.get(f"{server.http}/speakers").json()  # open mode: the default tenant
+
+
+def test_tenant_b_cannot_use_remove_or_save_tenant_a_voices(server: RunningServer, pair) -> None:
+    a, b = pair
+    messages, code = ws_stream(server, b.key, "alice")
+    assert messages[-1]["error"] is True and code == 4404
+    assert httpx.post(f"{server.http}/remove", json={"prompt_id": "alice"}, headers=b.auth).status_code == 404
+    saved = httpx.post(f"{server.http}/cache/save", json={"cache_dir": "b-cache", "prompt_ids": ["alice"]},
+                       headers=b.auth)
+    assert saved.status_code == 404, saved.text
+    # A still has its voice, and it still speaks
+    messages, _ = ws_stream(server, a.key, "alice")
+    assert messages[-1].get("is_end") is True, messages[-1]
+
+
+def test_the_same_prompt_id_in_two_tenants_is_two_voices(server: RunningServer, pair, prompt_wavs) -> None:
+    a, b = pair
+    response = clone(server, b.key, "alice", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"])
+    assert response.status_code == 200 and response.json()["existed"] is False, response.text
+    assert httpx.post(f"{server.http}/remove", json={"prompt_id": "alice"}, headers=b.auth).status_code == 200
+    assert "alice" in httpx.get(f"{server.http}/speakers", headers=a.auth).json()
+
+
+def test_tone_caches_stay_in_the_tenant_area(server: RunningServer, pair) -> None:
+    a, b = pair
+    saved = httpx.post(f"{server.http}/cache/save", json={"cache_dir": "mine", "prompt_ids": ["alice"]},
+                       headers=a.auth)
+    assert saved.status_code == 200, saved.text
+    path = saved.json()["cache_path"]
+    assert f"/{a.slug}/mine/" in path
+    # B can neither read A's bundle nor write outside its own area
+    stolen = httpx.post(f"{server.http}/cache/load", json={"cache_path": path, "prompt_ids": []}, headers=b.auth)
+    assert stolen.status_code == 403, stolen.text
+    escape = httpx.post(f"{server.http}/cache/save", json={"cache_dir": "../" + a.slug, "prompt_ids": []},
+                        headers=b.auth)
+    assert escape.status_code == 403, escape.text
+    # A loads its own bundle back: into A only
+    loaded = httpx.post(f"{server.http}/cache/load", json={"cache_path": "mine", "prompt_ids": []}, headers=a.auth)
+    assert loaded.status_code == 200 and loaded.json()["loaded_speakers"] == ["alice"], loaded.text
+    assert "alice" not in httpx.get(f"{server.http}/speakers", headers=b.auth).json()
+
+
+def test_bad_revoked_and_expired_keys_are_refused(server: RunningServer, pair) -> None:
+    a, _ = pair
+    for key in ("tts_nope_" + "x" * 40, "garbage", a.key[:-2] + "zz"):
+        response = httpx.get(f"{server.http}/speakers", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 401 and response.json()["error"] is True
+    messages, code = ws_stream(server, "tts_nope_" + "x" * 40, "alice")
+    assert messages == [] or messages[-1]["error"] is True
+    assert code == 4401
+
+    revoked = make_key(server, a)
+    assert httpx.get(f"{server.http}/speakers", headers={"Authorization": f"Bearer {revoked}"}).status_code == 200
+    server.manage("revoke_api_key", revoked)
+    response = httpx.get(f"{server.http}/speakers", headers={"Authorization": f"Bearer {revoked}"})
+    assert response.status_code == 401 and "revoked" in response.json()["message"]
+    _, code = ws_stream(server, revoked, "alice", via_query=True)
+    assert code == 4401
+
+    expiring = make_key(server, a, "--expires-days", "0.00002")  # about 1.7 s
+    time.sleep(2.5)
+    response = httpx.get(f"{server.http}/speakers", headers={"Authorization": f"Bearer {expiring}"})
+    assert response.status_code == 401 and "expired" in response.json()["message"]
+
+
+def test_scopes_limit_what_a_key_may_do(server: RunningServer, pair, prompt_wavs) -> None:
+    a, _ = pair
+    speak_only = make_key(server, a, "--scopes", "synthesize")
+    headers = {"Authorization": f"Bearer {speak_only}"}
+    assert clone(server, speak_only, "nope", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"]).status_code == 403
+    assert httpx.post(f"{server.http}/remove", json={"prompt_id": "alice"}, headers=headers).status_code == 403
+    assert httpx.post(f"{server.http}/cache/save", json={"cache_dir": "x"}, headers=headers).status_code == 403
+    messages, _ = ws_stream(server, speak_only, "alice", via_query=True)
+    assert messages[-1].get("is_end") is True, messages[-1]
+    clone_only = make_key(server, a, "--scopes", "clone")
+    messages, code = ws_stream(server, clone_only, "alice")
+    assert code == 4403 and "synthesize" in messages[-1]["message"]
+
+
+def test_usage_is_metered_per_tenant(server: RunningServer, pair, prompt_wavs) -> None:
+    _, b = pair
+    before = httpx.get(f"{server.http}/usage", headers=b.auth).json()["total"]
+    assert clone(server, b.key, "meter", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"]).status_code == 200
+    messages, _ = ws_stream(server, b.key, "meter", "Hello there.")
+    assert messages[-1].get("is_end") is True
+    # a client that leaves mid-stream is metered too
+    with connect(server.ws, additional_headers=b.auth, open_timeout=10) as ws:
+        ws.send(json.dumps({"req_params": {"prompt_id": "meter", "audio_format": "pcm"}}))
+        ws.send(json.dumps({"text": "One sentence. Another sentence.", "done": False}))
+        json.loads(ws.recv(timeout=60))
+    deadline = time.monotonic() + 10
+    while True:
+        after = httpx.get(f"{server.http}/usage", headers=b.auth).json()["total"]
+        if after["streams"] - before["streams"] >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after["clones"] - before["clones"] == 1
+    assert after["streams"] - before["streams"] == 2
+    assert after["characters"] - before["characters"] == len("Hello there.") + len("One sentence. Another sentence.")
+    assert after["audio_seconds"] > before["audio_seconds"] + 0.5
+
+
+def test_quotas_answer_429_and_413_never_silently(server: RunningServer, pair, prompt_wavs) -> None:
+    _, b = pair
+    server.manage("set_quota", b.slug, "--voices", "2", "--payload-bytes", "4000000")
+    existing = len(httpx.get(f"{server.http}/speakers", headers=b.auth).json())
+    for i in range(existing, 2):
+        assert clone(server, b.key, f"fill-{i}", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"]).status_code == 200
+    over = clone(server, b.key, "one-too-many", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"])
+    assert over.status_code == 429 and "voices" in over.json()["message"]
+    big = clone(server, b.key, "big", b"\0" * 3_100_000, "hi")
+    assert big.status_code == 413
+    server.manage("set_quota", b.slug, "--voices", "0", "--payload-bytes", "0", "--clones-per-hour", "1")
+    assert clone(server, b.key, "rate-1", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"]).status_code == 200
+    limited = clone(server, b.key, "rate-2", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"])
+    assert limited.status_code == 429 and "per hour" in limited.json()["message"]
+
+    server.manage("set_quota", b.slug, "--clones-per-hour", "0", "--chars-per-day", "40")
+    messages, code = ws_stream(server, b.key, "rate-1", "x" * 41)
+    assert code == 4429 and "character quota" in messages[-1]["message"]
+    server.manage("set_quota", b.slug, "--chars-per-day", "0")
+
+
+def test_concurrent_streams_are_limited_per_tenant(server: RunningServer, pair) -> None:
+    a, b = pair
+    server.manage("set_quota", a.slug, "--streams", "1")
+    try:
+        # In distributed mode the second stream goes through another Daphne process:
+        # the count lives in Redis, not in either process.
+        other = server.start_web_process() if server.mode == "distributed" else server
+        try:
+            with connect(server.ws, additional_headers=a.auth, open_timeout=10) as first:
+                first.send(json.dumps({"req_params": {"prompt_id": "alice"}}))
+                first.send(json.dumps({"text": "Still typing", "done": False}))
+                time.sleep(0.5)
+                messages, code = ws_stream(other, a.key, "alice")
+                assert code == 4429 and "streams" in messages[-1]["message"], messages
+                messages, _ = ws_stream(other, b.key, "meter")  # another tenant is not affected
+                assert messages[-1].get("is_end") is True, messages[-1]
+            deadline = time.monotonic() + 10
+            while True:  # the lease comes back once the first stream is gone
+                messages, _ = ws_stream(other, a.key, "alice")
+                if messages[-1].get("is_end") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert messages[-1].get("is_end") is True, messages[-1]
+        finally:
+            if other is not server:
+                other.stop()
+    finally:
+        server.manage("set_quota", a.slug, "--streams", "0")
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server that requires API keys (production settings)."""
+    from tests.server import start_server
+
+    server = start_server(tmp_path_factory.mktemp("locked"), extra_env={"TTS_REQUIRE_API_KEY": "true"})
+    yield server
+    server.stop()
+
+
+def test_a_server_that_requires_keys_refuses_callers_without_one(locked: RunningServer) -> None:
+    for method, path, body in [("GET", "/speakers", None), ("GET", "/usage", None),
+                               ("POST", "/remove", {"prompt_id": "x"}), ("POST", "/cache/save", {"cache_dir": "x"}),
+                               ("POST", "/clone", {"prompt_id": "x", "prompt_text": "hi", "prompt_audio": "AAAA"})]:
+        response = httpx.request(method, f"{locked.http}{path}", json=body)
+        assert response.status_code == 401, (path, response.text)
+        assert response.json() == {"error": True, "message": response.json()["message"]}
+    messages, code = ws_stream(locked, None, "x")
+    assert code == 4401 and "API key is required" in messages[-1]["message"]
+    assert httpx.get(f"{locked.http}/health").status_code == 200  # probes need no key
+    tenant = make_tenant(locked, "locked")
+    assert httpx.get(f"{locked.http}/speakers", headers=tenant.auth).json() == []
