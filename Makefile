@@ -37,6 +37,7 @@ run-distributed: install
 
 test: install-test
 	scripts/ensure_postgres.sh
+	scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install-test

@@ -1,7 +1,7 @@
-from django.contrib import admin
 from django.urls import path
 
 from ttsplatform import openapi
+from ttsplatform.admin_site import site as admin_site
 from ttsplatform.health import health
 from voices import views
 
@@ -11,9 +11,10 @@ urlpatterns = [
     path("clone", views.clone, name="clone"),
     path("cache/save", views.cache_save, name="cache-save"),
     path("cache/load", views.cache_load, name="cache-load"),
+    path("usage", views.usage_report, name="usage"),
     path("health", health, name="health"),
     path("openapi.json", openapi.schema_view, name="openapi"),
-    path("admin/", admin.site.urls),
+    path("admin/", admin_site.urls),
 ]
 
 handler400 = "ttsplatform.http.bad_request"
