@@ -2,7 +2,9 @@
 
 Mandarin goes through misaki's ZHG2P (jieba + pypinyin), English through espeak-ng
 (via phonemizer) with its IPA rewritten into the phoneme set Kokoro was trained on.
-Mixed text is cut into script runs and each run goes to its own G2P.
+Mixed text is cut into script runs and each run goes to its own G2P, after its numbers,
+dates, times, money, units... are spelled out in that run's language
+(synthesis/text/normalize.py). A numeric expression stays whole in one run.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import logging
 import re
 import threading
 from pathlib import Path
+
+from synthesis.text.normalize import NUMBER_TOKEN, normalize_en, normalize_zh
 
 # Kokoro's non-phoneme symbols.
 _PUNCT = ';:,.!?—…"()“” '
@@ -19,7 +23,7 @@ _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"  # ASCII and accented l
 _OPENERS = frozenset("“‘（(《【「『\"")
 _TOKEN_RE = re.compile(
     rf"(?P<zh>[{_CJK}]+)"
-    r"|(?P<num>[$€£¥]?\d+(?:[.,:/]\d+)*%?)"
+    rf"|(?P<num>{NUMBER_TOKEN})"
     rf"|(?P<en>[{_LATIN}]+(?:['’][{_LATIN}]+)*)"
     r"|(?P<space>\s+)"
     r"|(?P<other>.)",
@@ -63,24 +67,6 @@ _EN_MAP = sorted(
     key=lambda kv: -len(kv[0]),
 )
 _SYLLABIC = re.compile(r"(\S)\u0329")
-_CURRENCY = re.compile(r"([$€£¥])(\d+(?:[.,]\d+)*)")
-_CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds", "¥": "yuan"}
-
-
-_DECIMAL = re.compile(r"(\d)\.(\d+)")
-_CLOCK = re.compile(r"\b(\d{1,2}):(\d\d)\b")
-
-
-def _say_currency(m: re.Match[str]) -> str:
-    """espeak reads "$3" as "dollar three"; English says the amount first."""
-    return f"{m.group(2)} {_CURRENCY_NAMES[m.group(1)]}"
-
-
-def _normalize_en(run: str) -> str:
-    """Spell out what espeak misreads: "$3.50", "3.50" (its "." ends a sentence), "10:30"."""
-    run = _CURRENCY.sub(_say_currency, run)
-    run = _DECIMAL.sub(lambda m: f"{m.group(1)} point {' '.join(m.group(2))}", run)
-    return _CLOCK.sub(r"\1 \2", run)
 
 # Full-width / CJK punctuation -> what an English run (and the final string) may contain.
 _PUNCT_TO_ASCII = str.maketrans(
@@ -90,8 +76,14 @@ _PUNCT_TO_ASCII = str.maketrans(
         "『": "“", "』": "”", "‘": "“", "’": "”", "～": "—", "·": " ", "\n": " ", "\t": " ",
     }
 )
-# Full-width ASCII letters/digits -> ASCII.
-_FULLWIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF10, 0xFF5B) if chr(c - 0xFEE0).isalnum()})
+# Full-width ASCII letters/digits and the symbols of numbers -> ASCII.
+_FULLWIDTH = str.maketrans(
+    {chr(c): chr(c - 0xFEE0) for c in range(0xFF10, 0xFF5B) if chr(c - 0xFEE0).isalnum()}
+    | {"％": "%", "＄": "$", "￥": "¥", "＋": "+", "－": "-", "／": "/"}
+)
+# Full-width marks inside a number: "3：30", "3．5", "3～5".
+_NUMBER_MARKS = re.compile(r"(?<=\d)[：．～〜](?=\d)")
+_NUMBER_MARKS_ASCII = {"：": ":", "．": ".", "～": "~", "〜": "~"}
 
 
 def _split_runs(text: str) -> list[tuple[str, str]]:
@@ -192,21 +184,29 @@ class G2P:
         if not self.loaded:
             self.load()
         text = text.translate(_FULLWIDTH)
+        text = _NUMBER_MARKS.sub(lambda m: _NUMBER_MARKS_ASCII[m.group()], text)
         parts = []
         for lang, run in _split_runs(text):
-            ps = self._zh_run(run) if lang == "zh" else self._en_run(run)
-            if ps:
-                parts.append(ps)
+            if lang == "zh":
+                # Spelled-out Chinese may keep Latin ("十六GB"): that part is read in English.
+                pieces = _split_runs(normalize_zh(run))
+            else:
+                pieces = [("en", run)]
+            for piece_lang, piece in pieces:
+                ps = self._zh_run(piece) if piece_lang == "zh" else self._en_run(piece)
+                if ps:
+                    parts.append(ps)
         return self._clean(" ".join(parts))
 
     def _zh_run(self, run: str) -> str:
+        """A Chinese run whose numbers are already spelled out."""
         if not run.strip():
             return ""
         with self._zh_lock:
             return self._zh(run)[0]
 
     def _en_run(self, run: str) -> str:
-        run = _normalize_en(run.translate(_PUNCT_TO_ASCII)).strip()
+        run = normalize_en(run.translate(_PUNCT_TO_ASCII)).strip()
         if not run:
             return ""
         with self._en_lock:

@@ -11,10 +11,13 @@ Rules, in order of strength:
 * newline, and ``。！？；…`` always end a clause; ASCII ``! ? ;`` and a single ``.`` do
   only when what follows is not glued to them (a space, the end, CJK, ...), so "3.14",
   "example.com", "10:30", "1,000" and "?q=1" stay whole. ``.`` is also no break after an
-  abbreviation (``Mr.``, ``e.g.``, ``U.S.A.``), a single-letter initial, or a list number
+  abbreviation (``Mr.``, ``e.g.``, ``U.S.A.``), a single-letter initial (but "5 m." and
+  "-5°C." end sentences: that letter is a unit), or a list number
   ("1. ") that starts the clause. Two or more dots are an ellipsis.
 * soft breaks ``，、：—`` (and ASCII ``,`` ``:`` under the same "not glued" test) end a
   clause only once it has ``first_min_chars`` units (first clause) or ``min_chars``.
+  Numbers keep theirs: ``：`` between digits ("3：30") and the comma of a date ("March 5,
+  2024") are no break.
 * a clause that reaches ``first_max_chars`` / ``max_chars`` units is cut at the best
   earlier boundary: a soft break, else a space between words or the edge of a CJK
   character, never inside a Latin word or number unless the clause is one giant token.
@@ -31,6 +34,7 @@ segmenter's own rules except at the hard cap, and ``clean_text`` tolerates halve
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -62,8 +66,15 @@ _MAX_LEADING = 8
 # sentences too often to be listed.
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st mt vs fig figs approx dept al cf ca ph.d "
-    "jan feb apr jun jul aug sep sept oct nov dec".split()
+    "jan feb mar apr jun jul aug sep sept oct nov dec".split()
 )
+# "March 5" / "Mar. 5th" right before a comma, and the year after it: "March 5, 2024".
+_MONTH_DAY_END = re.compile(
+    r"(?<![A-Za-z])(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.? \d{1,2}(?:st|nd|rd|th)?$"
+)
+_YEAR_AFTER = re.compile(r" \d{4}(?!\d)")
+_YEAR_SO_FAR = re.compile(r" ?\d{0,4}")
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,14 @@ def _word_before(buf: str, i: int) -> str:
 def _is_acronym(word: str) -> bool:
     parts = word.split(".")
     return len(parts) > 1 and all(len(p) == 1 and p.isalpha() for p in parts)
+
+
+def _is_unit_letter(buf: str, i: int) -> bool:
+    """The single letter at i is a unit ("5 m", "-5°C"), not an initial."""
+    j = i - 1
+    if j >= 0 and buf[j] == " ":
+        j -= 1
+    return j >= 0 and (buf[j].isdigit() or buf[j] == "°")
 
 
 _WAIT = -1
@@ -288,6 +307,14 @@ class ClauseSegmenter:
         if c in _HARD_ASCII or c in _SOFT_ASCII:
             if _glued(nxt):
                 return None
+        if c in "：︰" and i > 0 and buf[i - 1].isdigit() and nxt is not None and nxt.isdigit():
+            return None  # "3：30"
+        if c == "," and _MONTH_DAY_END.search(buf[max(0, i - 16) : i]):
+            rest = buf[i + 1 : i + 7]
+            if len(rest) < 6 and not final and _YEAR_SO_FAR.fullmatch(rest):
+                return _WAIT  # "March 5, 20" may become a date
+            if _YEAR_AFTER.match(rest):
+                return None
         if any(ch in _HARD or ch in _HARD_ASCII for ch in run):
             return j
         need = self.config.first_min_chars if self._first else self.config.min_chars
@@ -300,7 +327,9 @@ class ClauseSegmenter:
     def _sentence_dot(self, i: int) -> bool:
         buf = self._buf
         word = _word_before(buf, i)
-        if len(word) == 1 or _is_acronym(word) or word.lower() in _ABBREVIATIONS:
+        if len(word) == 1 and not _is_unit_letter(buf, i - 1):
+            return False  # an initial: "J. K. Rowling"
+        if _is_acronym(word) or word.lower() in _ABBREVIATIONS:
             return False
         head = buf[:i].strip()
         return not (head.isdigit() and len(head) <= 3)  # "1. " starting a list item

@@ -28,7 +28,7 @@ def g2p(tmp_path_factory: pytest.TempPathFactory) -> G2P:
         ("2024年", ["ɚ↘", "njɛ↗n"]),
         ("I have 3 apples", ["θɹˈi", "ˈæpᵊlz"]),
         ("iPhone 15很好", ["fˈOn", "ʂɨ↗u↓"]),  # a number glued to Chinese is read in Chinese
-        ("I paid $3.50", ["θɹˈi pˈYnt fˈIv", "dˈɑləɹz"]),
+        ("I paid $3.50", ["θɹˈi dˈɑləɹz ænd fˈɪfti sˈɛnts"]),  # three dollars and fifty cents
         ("ＡＢＣ", ["ˌAbˌisˈi"]),  # full-width letters
         ("button", ["bˈʌtᵊn"]),
     ],
