@@ -24,6 +24,7 @@ from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, Vo
 from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
 from tenants.models import Scope
+from ttsplatform import logs, metrics
 from ttsplatform.errors import ApiError
 from voices import services
 from voices.exceptions import UnknownVoice
@@ -48,6 +49,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.caller: Caller | None = None
         self.quota = None
         self.metered: dict[str, Any] | None = None  # the running request's usage, until recorded
+        self.observed: metrics.StreamMetrics | None = None  # the running request's timings
         self.last_client_message = time.monotonic()
         await self.accept()
         self.watchdog = asyncio.create_task(self._close_when_idle(settings.TTS_WS_IDLE_TIMEOUT))
@@ -63,7 +65,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.closed = True
         self._cancel_job()
         self.watchdog.cancel()
-        await self._end_request()
+        await self._end_request("disconnected")
 
     async def _close_when_idle(self, limit: float) -> None:
         """A client that goes quiet must not hold a stream slot (and its thread) forever,
@@ -113,6 +115,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         request = protocol.parse_req_params(raw_params)
         voice = await self._voice(request.prompt_id)
         request_id = str(uuid.uuid4())
+        logs.request_id.set(request_id)  # this request's log lines (the consumer's task, its threads)
         tenant_id = self.caller.tenant.id
         lease = self.quota is not None and self.quota.max_concurrent_streams is not None
         if lease:
@@ -131,6 +134,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.job = job
         self.metered = {"tenant": tenant_id, "lease": lease, "characters": 0, "audio_seconds": 0.0,
                         "refreshed": time.monotonic()}
+        self.observed = metrics.stream_started()
 
     async def _voice(self, prompt_id: str) -> VoiceRef:
         try:
@@ -156,6 +160,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
         assert self.caller is not None and self.metered is not None
         await quotas.take_characters(self.caller.tenant.id, self.quota, len(text))
         self.metered["characters"] += len(text)
+        if self.observed is not None:
+            self.observed.text(len(text), done)
         try:
             await self.job.send_text(text, done)
         except queue.Full:
@@ -190,6 +196,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.expected_index += 1
         if self.metered is not None:
             self.metered["audio_seconds"] = float(event.get("seconds", 0.0))
+        if self.observed is not None:
+            self.observed.chunk(float(event.get("seconds", 0.0)))
         await self._send_json(protocol.chunk_message(self.request_id, index, event["data"], self.request))
 
     async def tts_end(self, event: dict[str, Any]) -> None:
@@ -203,7 +211,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.job = None
         self.request = None
         await self._send_json(protocol.end_message(self.request_id, event["count"]))
-        await self._end_request()
+        await self._end_request("completed")
 
     async def tts_error(self, event: dict[str, Any]) -> None:
         if not self._current(event):
@@ -221,12 +229,17 @@ class TtsConsumer(AsyncWebsocketConsumer):
         if self.closed:
             return
         self.closed = True
+        metrics.count_error("ws", exc)
         await self._send_json(protocol.error_message(exc.message))
         await self.close(code=exc.close_code)
-        await self._end_request()
+        await self._end_request("error")
 
-    async def _end_request(self) -> None:
-        """Meter the request that just ended (however it ended) and give back its lease; once."""
+    async def _end_request(self, outcome: str) -> None:
+        """Meter the request that just ended (``outcome``: completed, error, disconnected) and
+        give back its lease; once."""
+        observed, self.observed = self.observed, None
+        if observed is not None:
+            observed.end(outcome)
         metered, self.metered = self.metered, None
         if metered is None:
             return

@@ -1,15 +1,19 @@
-"""GET /health: for load balancers and orchestrators.
+"""GET /health and GET /metrics: for load balancers, orchestrators and Prometheus.
 
 Embedded mode is ready when its engine is loaded and warm; distributed mode's web
 process is ready when at least one synthesis worker has registered in Redis.
+/metrics is this web process's Prometheus exposition (see ttsplatform/metrics.py).
 """
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from synthesis.engines.registry import engine_status
+from ttsplatform import metrics
+from ttsplatform.errors import Unauthorized
 from ttsplatform.http import json_endpoint, json_response
 
 
@@ -37,3 +41,10 @@ async def _distributed_status() -> dict[str, object]:
     except RedisError:
         workers, redis_ok = 0, False
     return {"mode": "distributed", "redis": redis_ok, "workers": workers, "streams": slots.in_use}
+
+
+@json_endpoint("GET")
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not metrics.authorized(request):
+        raise Unauthorized("GET /metrics needs Authorization: Bearer <TTS_METRICS_TOKEN>")
+    return HttpResponse(await metrics.render(), content_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from ttsplatform import metrics
 from ttsplatform.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,22 @@ def json_endpoint(*methods: str) -> Callable[[Callable[..., Awaitable[Any]]], Ca
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
+                metrics.count_http_error("MethodNotAllowed", 405)
                 response = error_response(f"method {request.method} not allowed; use {', '.join(methods)}", 405)
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
                 result = await view(request, *args, **kwargs)
             except RequestDataTooBig:
+                metrics.count_http_error("RequestDataTooBig", 413)
                 return error_response("request body is too large", 413)
             except ApiError as exc:
+                metrics.count_error("http", exc)
                 if exc.status >= 500:
                     log.error("%s %s failed: %s", request.method, request.path, exc.message)
                 return error_response(exc.message, exc.status)
-            except Exception:
+            except Exception as exc:
+                metrics.count_error("http", exc)
                 log.exception("%s %s crashed", request.method, request.path)
                 return error_response("internal server error", 500)
             if isinstance(result, HttpResponse):

@@ -47,7 +47,9 @@ SCHEMA: dict[str, Any] = {
         "With API keys: `Authorization: Bearer <key>` (open mode, the embedded default, needs none).",
     },
     "components": {
-        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"},
+                            "metricsToken": {"type": "http", "scheme": "bearer",
+                                             "description": "TTS_METRICS_TOKEN (GET /metrics only)"}},
         "schemas": {"Error": {"type": "object", "required": ["error", "message"],
                               "properties": {"error": {"const": True}, "message": {"type": "string"}}}},
     },
@@ -107,6 +109,19 @@ SCHEMA: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "ready", **_json({"type": "object"})},
                     **_errors(503),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of this web process (text exposition format): latency histograms, "
+                "active streams, queue depths, workers, counters. Needs `Authorization: Bearer <TTS_METRICS_TOKEN>` "
+                "when that setting is set (API keys are not accepted here)",
+                "security": [{"metricsToken": []}, {}],
+                "responses": {
+                    "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": {"description": "TTS_METRICS_TOKEN is set and was not sent", **_json(_ERROR)},
+                    **_errors(405),
                 },
             }
         },

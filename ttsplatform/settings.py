@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttsplatform.env import envbool, envchoice, envfloat, envint, envpaths, envstr, postgres_settings
+from ttsplatform.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ttsplatform.logs.request_id_middleware",  # first: every later log line carries the request id
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -153,14 +155,14 @@ TTS_ALLOW_PRIVATE_URLS = envbool("TTS_ALLOW_PRIVATE_URLS", False)
 TTS_URL_TIMEOUT = envfloat("TTS_URL_TIMEOUT", 10.0)
 TTS_CACHE_MAX_BYTES = envint("TTS_CACHE_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("TTS_LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
-}
+# --- Logs and metrics ------------------------------------------------------------------
+#: "plain": one line per record, `` [rid=<request id>]`` appended when known. "json": one JSON
+#: object per line (ts, level, logger, message, request_id, job_id, exc_info) for log pipelines.
+TTS_LOG_FORMAT = envchoice("TTS_LOG_FORMAT", "plain", ("plain", "json"))
+LOGGING = logging_config(envstr("TTS_LOG_LEVEL", "INFO"), TTS_LOG_FORMAT)
+#: If set, GET /metrics requires `Authorization: Bearer <this>`. Unset: /metrics is open to
+#: anyone who reaches the port (as /health is); set it on any server others can reach.
+TTS_METRICS_TOKEN = envstr("TTS_METRICS_TOKEN", "")
 
 # --- Tenants -------------------------------------------------------------------------
 #: Require an API key on every request. Off (open mode, one default tenant) keeps clients

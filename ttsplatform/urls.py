@@ -2,7 +2,7 @@ from django.urls import path
 
 from ttsplatform import openapi
 from ttsplatform.admin_site import site as admin_site
-from ttsplatform.health import health
+from ttsplatform.health import health, metrics_view
 from voices import views
 
 urlpatterns = [
@@ -13,6 +13,7 @@ urlpatterns = [
     path("cache/load", views.cache_load, name="cache-load"),
     path("usage", views.usage_report, name="usage"),
     path("health", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("openapi.json", openapi.schema_view, name="openapi"),
     path("admin/", admin_site.urls),
 ]

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from tenants import audit, quotas, usage
 from tenants.auth import Caller, caller_for_request
 from tenants.models import AuditEvent, SavedBundle, Scope
+from ttsplatform import metrics
 from ttsplatform.http import json_endpoint
 from voices import services, tone_cache, validation
 from voices.cloning import clone_voice
@@ -64,10 +65,12 @@ async def clone(request: HttpRequest) -> dict[str, object]:
     note = validation.optional_text(data, "provenance_note", 2000)
     tenant = caller.tenant
     if await sync_to_async(services.voice_exists)(tenant, prompt_id):
+        metrics.count_clone_existed()
         return {"existed": True, "prompt_id": prompt_id}
     await sync_to_async(quotas.check_voice_count)(tenant.id, quota)
     await quotas.take_clone(tenant.id, quota)
-    existed = await run_in_pool("clone", clone_voice, tenant, prompt_id, source, prompt_text, raw_rate, note)
+    existed = await metrics.timed_clone(run_in_pool("clone", clone_voice, tenant, prompt_id, source, prompt_text,
+                                                    raw_rate, note))
     if not existed:
         await sync_to_async(usage.record)(tenant.id, clones=1)
         await _audit(caller, AuditEvent.Action.CLONE, prompt_id, note)

@@ -25,6 +25,14 @@ class BoundedPool:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"tts-{name}")
         self.max_pending = max_pending
         self._slots = threading.BoundedSemaphore(max_pending)
+        self._count_lock = threading.Lock()
+        self.waiting = 0  # submitted, no thread yet (for /metrics)
+        self.busy = 0  # running in a thread
+
+    def _count(self, waiting: int, busy: int) -> None:
+        with self._count_lock:
+            self.waiting += waiting
+            self.busy += busy
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn`` in the pool (call from the event loop); ServerBusy when the queue is full."""
@@ -32,14 +40,18 @@ class BoundedPool:
             raise ServerBusy(f"server is busy ({self.max_pending} {self.name} tasks already queued); retry shortly")
 
         def run() -> T:
+            self._count(-1, 1)
             try:
                 return fn()
             finally:
+                self._count(0, -1)
                 self._slots.release()
 
+        self._count(1, 0)
         try:
             return asyncio.get_running_loop().run_in_executor(self.executor, run)
         except BaseException:
+            self._count(-1, 0)
             self._slots.release()
             raise
 
@@ -65,6 +77,13 @@ def pool(name: str) -> BoundedPool:
         if name not in _pools:
             _pools[name] = _build(name)
         return _pools[name]
+
+
+def pool_stats() -> dict[str, tuple[int, int]]:
+    """(waiting, busy) of each pool built so far in this process."""
+    with _lock:
+        pools = list(_pools.values())
+    return {p.name: (p.waiting, p.busy) for p in pools}
 
 
 async def run_in_pool(name: str, fn: Callable[..., T], *args: object) -> T:

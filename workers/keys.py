@@ -4,6 +4,8 @@ from __future__ import annotations
 PREFIX = "tts"
 #: sorted set: worker name -> time its registration expires
 WORKERS = f"{PREFIX}:workers"
+#: hash: worker name -> seconds its engine took to load (published with each heartbeat)
+WORKER_ENGINE_LOAD = f"{PREFIX}:workers:engine-load"
 #: sorted set: job id -> time its worker's claim expires (running synthesis jobs)
 ACTIVE_JOBS = f"{PREFIX}:jobs:active"
 #: how long a worker's or job's registration lasts without a heartbeat

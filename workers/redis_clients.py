@@ -13,7 +13,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 _RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _url() -> str:
@@ -33,12 +34,15 @@ def sync_redis() -> redis.Redis:
     return redis.Redis.from_url(_url(), retry=retry, **_options())
 
 
-def async_redis() -> aioredis.Redis:
-    """The client of the running event loop (a client must not cross event loops)."""
+def async_redis(url: str | None = None) -> aioredis.Redis:
+    """The client of the running event loop (a client must not cross event loops);
+    ``url``: another Redis than TTS_REDIS_URL (the Celery broker's, say)."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
+    url = url or _url()
+    clients = _async_clients.setdefault(loop, {})
+    client = clients.get(url)
     if client is None:
         retry = AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 4, supported_errors=_RETRY_ERRORS)
-        client = aioredis.Redis.from_url(_url(), retry=retry, **_options())
-        _async_clients[loop] = client
+        client = aioredis.Redis.from_url(url, retry=retry, **_options())
+        clients[url] = client
     return client

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from synthesis.exceptions import ServerBusy, SynthesisFailed
 from synthesis.protocol import TtsRequest
+from ttsplatform import logs
 from ttsplatform.errors import ApiError
 from voices.services import StoredBlob, delete_blobs
 from workers import keys
@@ -149,7 +150,7 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
             "tts.clone",
             kwargs={"job_id": job_id, "tenant_id": tenant_id, "prompt_id": prompt_id, "prompt_text": prompt_text,
                     "audio_key": audio_blob.key, "audio_sha256": audio_blob.sha256, "sample_rate": sample_rate,
-                    "note": note},
+                    "note": note, "request_id": logs.request_id.get() or ""},
             queue=settings.TTS_CLONE_QUEUE_NAME,
             expires=settings.TTS_CLONE_TIMEOUT,
         )

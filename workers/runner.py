@@ -9,6 +9,7 @@ from typing import Any
 from synthesis.engines.registry import get_loaded_engine
 from synthesis.job import JobStats, TextInbox, run_synthesis
 from synthesis.protocol import TtsRequest
+from ttsplatform import logs
 from ttsplatform.errors import ApiError
 from workers.sink import ChannelLayerSink
 
@@ -32,6 +33,12 @@ def request_as_dict(request: TtsRequest) -> dict[str, Any]:
 
 
 def run_job(job_id: str, request: TtsRequest, voice: VoiceRef, inbox: TextInbox, sink: ChannelLayerSink) -> JobStats | None:
+    with logs.bound(request=job_id, job=job_id):  # the job id is the /tts request id
+        return _run_job(job_id, request, voice, inbox, sink)
+
+
+def _run_job(job_id: str, request: TtsRequest, voice: VoiceRef, inbox: TextInbox,
+             sink: ChannelLayerSink) -> JobStats | None:
     from voices.services import load_features_by_key
 
     try:

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from synthesis.job import TextInbox
 from synthesis.protocol import TtsRequest
+from ttsplatform import logs
 from ttsplatform.errors import ApiError
 from workers import keys
 from workers.redis_clients import async_redis, sync_redis
@@ -30,6 +31,11 @@ CLONE_TIME_LIMIT_S = 600
 @shared_task(name="tts.synthesize", acks_late=False, ignore_result=True, time_limit=SYNTHESIS_TIME_LIMIT_S)
 def synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
     """Speak one stream. Not acked late: a replay would repeat audio the client already has."""
+    with logs.bound(request=job_id, job=job_id):  # the job id is the /tts request id
+        _synthesize(job_id, request, voice, reply_channel)
+
+
+def _synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
     runtime = get_runtime()
     inbox = TextInbox(capacity=settings.TTS_MAX_TEXT_CHARS + 2)
     sink = ChannelLayerSink(runtime.layer, reply_channel, runtime.loop, job_id, inbox.cancelled)
@@ -86,8 +92,15 @@ async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
 
 @shared_task(name="tts.clone", acks_late=False, ignore_result=True, time_limit=CLONE_TIME_LIMIT_S)
 def clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_key: str, audio_sha256: str,
-          sample_rate: int, note: str = "") -> None:
-    """The engine half of /clone; the answer goes back on a Redis list the web process waits on."""
+          sample_rate: int, note: str = "", request_id: str = "") -> None:
+    """The engine half of /clone; the answer goes back on a Redis list the web process waits on.
+    ``request_id``: the /clone request's id, for the log lines."""
+    with logs.bound(request=request_id or job_id, job=job_id):
+        _clone(job_id, tenant_id, prompt_id, prompt_text, audio_key, audio_sha256, sample_rate, note)
+
+
+def _clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_key: str, audio_sha256: str,
+           sample_rate: int, note: str) -> None:
     from voices.cloning import clone_stored_prompt
     from voices.models import Tenant
     from voices.services import StoredBlob, delete_blobs

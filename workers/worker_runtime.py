@@ -33,6 +33,9 @@ T = TypeVar("T")
 
 HEARTBEAT_INTERVAL_S = 1.0
 
+#: seconds this process's engine took to load (published for the web processes' /metrics)
+engine_load_seconds: float | None = None
+
 
 @dataclass
 class RunningJob:
@@ -99,6 +102,8 @@ class WorkerRuntime:
         async with redis.pipeline(transaction=False) as pipe:
             if self.drain_deadline is None:
                 pipe.zadd(keys.WORKERS, {self.name: expires})
+                if engine_load_seconds is not None:  # with every heartbeat: survives a Redis restart
+                    pipe.hset(keys.WORKER_ENGINE_LOAD, self.name, f"{engine_load_seconds:.3f}")
             else:
                 pipe.zrem(keys.WORKERS, self.name)
             pipe.zremrangebyscore(keys.WORKERS, "-inf", time.time())
@@ -149,7 +154,11 @@ async def _forget_job(job_id: str) -> None:
 
 
 async def _unregister_worker(name: str) -> None:
-    await async_redis().zrem(keys.WORKERS, name)
+    redis = async_redis()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.WORKERS, name)
+        pipe.hdel(keys.WORKER_ENGINE_LOAD, name)
+        await pipe.execute()
 
 
 _runtime: WorkerRuntime | None = None
@@ -169,9 +178,12 @@ def _load_engine(**_: object) -> None:
     """Load and warm the engine before the worker takes its first task."""
     from synthesis.engines.registry import get_loaded_engine
 
+    global engine_load_seconds
     started = time.monotonic()
     engine = get_loaded_engine()
-    log.info("engine %s loaded in %.1f s", engine.name, time.monotonic() - started)
+    # The engine's own timing of its load steps when it keeps one (as in embedded mode's /metrics).
+    engine_load_seconds = sum((getattr(engine, "load_timings", None) or {}).values()) or time.monotonic() - started
+    log.info("engine %s loaded in %.1f s", engine.name, engine_load_seconds)
 
 
 @signals.worker_ready.connect

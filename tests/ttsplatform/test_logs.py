@@ -1,0 +1,96 @@
+"""Request ids in log records: the filter, both formatters, the id's validation."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from ttsplatform import logs
+
+
+def _record(message: str = "hello %s", args: tuple = ("world",), exc_info=None) -> logging.LogRecord:
+    return logging.LogRecord("voices.views", logging.WARNING, __file__, 1, message, args, exc_info)
+
+
+def _filtered(record: logging.LogRecord) -> logging.LogRecord:
+    assert logs.RequestIdFilter().filter(record) is True
+    return record
+
+
+def test_filter_copies_the_ids_from_the_context() -> None:
+    assert _filtered(_record()).request_id is None
+    with logs.bound(request="req-1", job="job-9"):
+        record = _filtered(_record())
+    assert (record.request_id, record.job_id) == ("req-1", "job-9")
+    assert logs.request_id.get() is None and logs.job_id.get() is None  # reset on the way out
+
+
+def test_plain_format_appends_the_request_id() -> None:
+    formatter = logs.PlainFormatter("%(levelname)s %(name)s: %(message)s")
+    assert formatter.format(_filtered(_record())) == "WARNING voices.views: hello world"
+    with logs.bound(request="abc"):
+        assert formatter.format(_filtered(_record())).endswith("hello world [rid=abc]")
+    with logs.bound(request="abc", job="abc"):
+        assert formatter.format(_filtered(_record())).endswith("hello world [rid=abc]")
+    with logs.bound(request="abc", job="j1"):
+        assert formatter.format(_filtered(_record())).endswith("[rid=abc job=j1]")
+
+
+def test_plain_format_puts_the_id_before_a_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc = sys.exc_info()
+    with logs.bound(request="abc"):
+        text = logs.PlainFormatter("%(message)s").format(_filtered(_record("failed", (), exc)))
+    first, *rest = text.splitlines()
+    assert first == "failed [rid=abc]" and rest[-1] == "ValueError: boom"
+
+
+def test_json_format_is_one_object_per_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc = sys.exc_info()
+    with logs.bound(request="r-1", job="j-2"):
+        line = logs.JsonFormatter().format(_filtered(_record("line one\nline two 你好", (), exc)))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "WARNING" and entry["logger"] == "voices.views"
+    assert entry["message"] == "line one\nline two 你好"
+    assert entry["request_id"] == "r-1" and entry["job_id"] == "j-2"
+    assert entry["ts"].endswith("Z") and "T" in entry["ts"]
+    assert "ValueError: boom" in entry["exc_info"]
+
+
+def test_json_format_leaves_out_unknown_ids() -> None:
+    entry = json.loads(logs.JsonFormatter().format(_filtered(_record())))
+    assert set(entry) == {"ts", "level", "logger", "message"}
+    assert entry["message"] == "hello world"
+
+
+def test_logging_config_picks_the_format() -> None:
+    config = logs.logging_config("INFO", "json")
+    assert config["handlers"]["console"]["formatter"] == "json"
+    assert config["handlers"]["console"]["filters"] == ["ids"]
+    assert logs.logging_config("DEBUG", "plain")["root"]["level"] == "DEBUG"
+
+
+def test_client_request_ids_are_validated() -> None:
+    assert logs.valid_request_id("abc-123_DEF.x:y") == "abc-123_DEF.x:y"
+    for bad in (None, "", "a b", "x" * 65, "quote\"", "new\nline", "ünï"):
+        assert logs.valid_request_id(bad) is None
+    assert logs.valid_request_id(logs.new_request_id())
+
+
+def test_middleware_echoes_or_makes_an_id() -> None:
+    import asyncio
+
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    echoed = asyncio.run(client.get("/metrics", headers={"X-Request-ID": "trace-42"}))
+    assert echoed["X-Request-ID"] == "trace-42"
+    made = asyncio.run(client.get("/metrics", headers={"X-Request-ID": "not valid!"}))
+    assert logs.valid_request_id(made["X-Request-ID"]) and made["X-Request-ID"] != "not valid!"
+    assert asyncio.run(client.get("/nowhere"))["X-Request-ID"]

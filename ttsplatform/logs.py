@@ -1,0 +1,149 @@
+"""Log records that say which request they belong to.
+
+A request id travels in a contextvar: REST requests take it from ``X-Request-ID`` (or
+get a new one; :func:`request_id_middleware` echoes it in the response), the /tts
+consumer sets its own request id for each request, and a job sets its job id (the same
+id) in whatever thread or worker process runs it. :class:`RequestIdFilter`, on the
+console handler, copies both ids onto every record; the formatters print them:
+``plain`` appends `` [rid=...]``, ``json`` writes one JSON object per line.
+
+This module is imported by the settings (LOGGING): it must not import Django models.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from django.utils.decorators import sync_and_async_middleware
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
+
+HEADER = "X-Request-ID"
+#: What a client may send as its request id: short, and safe in logs, headers and JSON.
+_VALID_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,64}")
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def valid_request_id(value: str | None) -> str | None:
+    return value if value is not None and _VALID_ID.fullmatch(value) else None
+
+
+@contextlib.contextmanager
+def bound(*, request: str | None = None, job: str | None = None) -> Iterator[None]:
+    """Set the request and/or job id for the code inside (a job's thread, a task)."""
+    tokens = []
+    if request is not None:
+        tokens.append((request_id, request_id.set(request)))
+    if job is not None:
+        tokens.append((job_id, job_id.set(job)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Put ``request_id`` and ``job_id`` on every record (None when unknown); drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
+        if getattr(record, "job_id", None) is None:
+            record.job_id = job_id.get()
+        return True
+
+
+class PlainFormatter(logging.Formatter):
+    """The classic one-line format, plus `` [rid=...]`` (and ``job=...`` when it differs)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        rid, job = getattr(record, "request_id", None), getattr(record, "job_id", None)
+        if rid and job and job != rid:
+            return f"{line} [rid={rid} job={job}]"
+        if rid or job:
+            return f"{line} [rid={rid or job}]"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, request_id / job_id when known,
+    exc_info (the formatted traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "job_id"):
+            value = getattr(record, key, None)
+            if value:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc_info"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """The LOGGING setting: one console handler, ``fmt`` "plain" or "json"."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"ids": {"()": "ttsplatform.logs.RequestIdFilter"}},
+        "formatters": {
+            "plain": {"()": "ttsplatform.logs.PlainFormatter",
+                      "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "json": {"()": "ttsplatform.logs.JsonFormatter"},
+        },
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["ids"]}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    }
+
+
+@sync_and_async_middleware
+def request_id_middleware(get_response: Callable[..., Any]) -> Callable[..., Any]:
+    """Give each HTTP request an id (a valid ``X-Request-ID`` of the client's, or a new uuid)
+    for its log records, and answer it in the response's ``X-Request-ID``."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: Any) -> Any:
+            rid = valid_request_id(request.headers.get(HEADER)) or new_request_id()
+            # Not reset afterwards: Django runs each request in its own asyncio task, whose
+            # context ends with it, and its own "Bad Request: ..." line, logged after the
+            # middleware returns, still gets the id this way.
+            request_id.set(rid)
+            response = await get_response(request)
+            response[HEADER] = rid
+            return response
+
+    else:
+
+        def middleware(request: Any) -> Any:  # type: ignore[misc]
+            rid = valid_request_id(request.headers.get(HEADER)) or new_request_id()
+            with bound(request=rid):
+                response = get_response(request)
+            response[HEADER] = rid
+            return response
+
+    return middleware
