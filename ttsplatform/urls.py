@@ -12,6 +12,7 @@ urlpatterns = [
     path("cache/save", views.cache_save, name="cache-save"),
     path("cache/load", views.cache_load, name="cache-load"),
     path("usage", views.usage_report, name="usage"),
+    path("voices/<path:prompt_id>", views.voice_detail, name="voice-detail"),
     path("health", health, name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("openapi.json", openapi.schema_view, name="openapi"),

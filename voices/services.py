@@ -126,3 +126,22 @@ def load_features_by_key(features_key: str, features_sha256: str) -> Features:
         features = Features.from_bytes(data)
         cache.put(features_sha256, features)
     return features
+
+
+def describe_voice(voice: Voice) -> dict[str, object]:
+    """The public description of a voice (GET /voices/<prompt_id>)."""
+    metrics = voice.metrics or {}
+    return {
+        "prompt_id": voice.prompt_id,
+        "state": voice.state,
+        "similarity": metrics.get("similarity"),
+        "engine": voice.engine,
+        "feature_version": voice.feature_version,
+        "prompt_text": voice.prompt_text,
+        "prompt_seconds": voice.prompt_seconds,
+        "source": voice.source,
+        "provenance_note": voice.provenance_note,
+        "metrics": metrics,
+        "created_at": voice.created_at.isoformat(),
+        "updated_at": voice.updated_at.isoformat(),
+    }

@@ -107,3 +107,12 @@ async def cache_load(request: HttpRequest) -> dict[str, list[str]]:
 async def usage_report(request: HttpRequest) -> dict[str, object]:
     caller = await _caller(request)
     return await sync_to_async(usage.report)(caller.tenant.id)
+
+
+@json_endpoint("GET")
+async def voice_detail(request: HttpRequest, prompt_id: str) -> dict[str, object]:
+    """One voice of the caller's tenant: its clone state and what the clone reached."""
+    validation.check_prompt_id(prompt_id)
+    caller = await _caller(request)
+    voice = await sync_to_async(services.get_voice)(caller.tenant, prompt_id)
+    return services.describe_voice(voice)

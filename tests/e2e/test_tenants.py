@@ -97,6 +97,11 @@ def test_each_tenant_sees_only_its_own_voices(server: RunningServer, pair: tuple
 
 def test_tenant_b_cannot_use_remove_or_save_tenant_a_voices(server: RunningServer, pair) -> None:
     a, b = pair
+    mine = httpx.get(f"{server.http}/voices/alice", headers=a.auth)
+    assert mine.status_code == 200 and mine.json()["state"] == "ready", mine.text
+    assert mine.json()["provenance_note"] == "recorded with consent, ticket 42"
+    assert 0.0 < mine.json()["similarity"] <= 1.0
+    assert httpx.get(f"{server.http}/voices/alice", headers=b.auth).status_code == 404
     messages, code = ws_stream(server, b.key, "alice")
     assert messages[-1]["error"] is True and code == 4404
     assert httpx.post(f"{server.http}/remove", json={"prompt_id": "alice"}, headers=b.auth).status_code == 404
