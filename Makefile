@@ -46,3 +46,18 @@ check: install-test
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Benchmarks through the real API, both modes (bench/run.py; results in bench/results/):
+# `make bench-quick` takes under 3 minutes, `make bench` about 20 (2 cores). BENCH_ARGS passes options.
+.PHONY: bench bench-quick
+$(VENV)/.installed-bench: $(VENV)/.installed-test requirements-bench.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	scripts/ensure_postgres.sh
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed-bench
+	scripts/ensure_postgres.sh
+	$(PY) -m bench.run --quick $(BENCH_ARGS)

@@ -10,6 +10,7 @@ from synthesis.engines.base import Engine
 #: engine name -> "module:Class". Each class takes keyword settings (see _build).
 ENGINES: dict[str, str] = {
     "kokoro": "synthesis.engines.kokoro:KokoroEngine",
+    "replay": "synthesis.engines.replay:ReplayEngine",  # benchmarks and tests only: replays pre-made audio
 }
 
 _lock = threading.Lock()
