@@ -41,6 +41,7 @@ import gc
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -639,8 +640,20 @@ def write(results: dict[str, Any], cfg: Config) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     cfg = parse_args(argv)
-    results = run(cfg)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # On SIGTERM (make interrupted, say) unwind normally, so servers, Redis, S3 and the
+    # databases started here are stopped and dropped instead of left running.
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        results = run(cfg)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return write(results, cfg)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

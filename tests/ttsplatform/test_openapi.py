@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from django.urls import URLPattern
 
 from ttsplatform.openapi import SCHEMA
@@ -7,7 +9,9 @@ from ttsplatform.urls import urlpatterns
 
 
 def test_every_rest_route_is_documented() -> None:
-    routes = {"/" + str(p.pattern) for p in urlpatterns if isinstance(p, URLPattern)}
+    # Django's "<path:prompt_id>" is OpenAPI's "{prompt_id}"
+    routes = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", "/" + str(p.pattern))
+              for p in urlpatterns if isinstance(p, URLPattern)}
     assert routes == set(SCHEMA["paths"])
 
 
