@@ -60,7 +60,7 @@ if str(REPO) not in sys.path:
 
 from bench import machine  # noqa: E402
 from bench.client import SCENARIOS, StreamRecord, run_streams  # noqa: E402
-from bench.stats import median, noise_band, summary  # noqa: E402
+from bench.stats import median, summary  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
 PROMPT_WAV = REPO / "tests" / "fixtures" / "speaker_jf_alpha_1.wav"
@@ -451,12 +451,12 @@ def comparisons(results: dict[str, Any]) -> dict[str, Any]:
             adds[str(level)] = {
                 "ttfa_clause_p50_ms": _diff(d_s["ttfa_clause_ms"]["p50"], e_s["ttfa_clause_ms"]["p50"])
                 if e_s and d_s else None,
-                "ttfa_clause_noise_ms": noise_band(d_s["ttfa_clause_ms"], e_s["ttfa_clause_ms"])
+                "ttfa_clause_noise_ms": _paired_noise(results, engine, level, "stream", "ttfa_clause")
                 if e_s and d_s else None,
                 "ttfa_done_p50_ms": _diff(d_b["ttfa_done_ms"]["p50"], e_b["ttfa_done_ms"]["p50"]),
-                "ttfa_done_noise_ms": noise_band(d_b["ttfa_done_ms"], e_b["ttfa_done_ms"]),
+                "ttfa_done_noise_ms": _paired_noise(results, engine, level, "burst", "ttfa_done"),
                 "per_chunk_ms": _diff(d_b["gap_ms"]["mean"], e_b["gap_ms"]["mean"]),
-                "per_chunk_noise_ms": noise_band(d_b["gap_ms"], e_b["gap_ms"]),
+                "per_chunk_noise_ms": _paired_noise(results, engine, level, "burst", "gap"),
                 "end_after_done_p50_ms": _diff(d_b["end_after_done_ms"]["p50"], e_b["end_after_done_ms"]["p50"]),
             }
         if adds:
@@ -481,6 +481,39 @@ def comparisons(results: dict[str, Any]) -> dict[str, Any]:
         if overhead:
             out["platform_overhead"][engine] = overhead
     return out
+
+
+def _samples(records: list[dict[str, Any]], what: str) -> dict[tuple[str, int], list[float]]:
+    """Values (ms) of ``what`` grouped by what they should not vary with: the text (and chunk)."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for r in records:
+        if r.get("error") or r.get("end_at") is None or not r.get("arrivals"):
+            continue
+        arrivals = r["arrivals"]
+        if what == "gap":
+            for k, (a, b) in enumerate(zip(arrivals, arrivals[1:], strict=False)):
+                groups.setdefault((r["text_id"], k), []).append(1000 * (b - a))
+        else:
+            since = r["first_clause_at"] if what == "ttfa_clause" else r["done_at"]
+            if since is not None and arrivals[0] >= since:
+                groups.setdefault((r["text_id"], 0), []).append(1000 * (arrivals[0] - since))
+    return groups
+
+
+def _paired_noise(results: dict[str, Any], engine: str, level: int, scenario: str, what: str) -> float | None:
+    """About two standard errors of distributed minus embedded for ``what``, comparing like with
+    like (the same text, the same chunk), so the texts' own differences are not counted as noise."""
+    try:
+        cells = [results["engines"][engine]["modes"][m]["levels"][str(level)]["records"][scenario]
+                 for m in ("embedded", "distributed")]
+    except KeyError:
+        return None
+    e, d = (_samples(c, what) for c in cells)
+    keys = [k for k in e if k in d and len(e[k]) > 1 and len(d[k]) > 1]
+    if not keys:
+        return None
+    var = sum(statistics.variance(e[k]) / len(e[k]) + statistics.variance(d[k]) / len(d[k]) for k in keys)
+    return round(2 * math.sqrt(var) / len(keys), 1)
 
 
 def _diff(a: float | None, b: float | None) -> float | None:

@@ -82,3 +82,15 @@ class Engine(Protocol):
         ``clauses`` may block while the client is still typing; the engine must start
         speaking the first clause before the iterable is exhausted.
         """
+
+
+def check_feature_owner(features: object, engine_name: str, feature_version: str) -> None:
+    """ValueError unless ``features`` are Features made by this engine and feature version."""
+    if not isinstance(features, Features):
+        raise ValueError("features must be a Features object")
+    meta = features.meta
+    if meta.get("engine") != engine_name or meta.get("feature_version") != feature_version:
+        raise ValueError(
+            f"features are for {meta.get('engine')!r}/{meta.get('feature_version')!r}, "
+            f"not {engine_name!r}/{feature_version!r}; clone the voice again"
+        )

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from synthesis.engines.base import EngineCapabilities, Features
+from synthesis.engines.base import EngineCapabilities, Features, check_feature_owner
 from synthesis.g2p import G2P
 from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
@@ -285,14 +285,8 @@ class KokoroEngine:
 
     def check_features(self, features: Features) -> tuple[np.ndarray, float, float]:
         """(style, pitch_factor, speed) of valid features; ValueError otherwise."""
-        if not isinstance(features, Features):
-            raise ValueError("features must be a Features object")
+        check_feature_owner(features, self.name, self.feature_version)
         meta = features.meta
-        if meta.get("engine") != self.name or meta.get("feature_version") != self.feature_version:
-            raise ValueError(
-                f"features are for {meta.get('engine')!r}/{meta.get('feature_version')!r}, "
-                f"not {self.name!r}/{self.feature_version!r}; clone the voice again"
-            )
         style = features.arrays.get("style")
         if not isinstance(style, np.ndarray) or style.shape != STYLE_SHAPE or style.dtype != np.float32:
             got = "missing" if style is None else f"{getattr(style, 'shape', '?')} {getattr(style, 'dtype', '?')}"

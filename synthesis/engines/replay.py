@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from synthesis.engines.base import EngineCapabilities, Features
+from synthesis.engines.base import EngineCapabilities, Features, check_feature_owner
 
 SAMPLE_RATE = 24000
 #: seconds of pre-made audio held in memory; clauses take consecutive slices, wrapping around
@@ -123,14 +123,7 @@ class ReplayEngine:
         )
 
     def check_features(self, features: Features) -> None:
-        if not isinstance(features, Features):
-            raise ValueError("features must be a Features object")
-        meta = features.meta
-        if meta.get("engine") != self.name or meta.get("feature_version") != self.feature_version:
-            raise ValueError(
-                f"features are for {meta.get('engine')!r}/{meta.get('feature_version')!r}, "
-                f"not {self.name!r}/{self.feature_version!r}; clone the voice again"
-            )
+        check_feature_owner(features, self.name, self.feature_version)
         spectrum = features.arrays.get("spectrum")
         if not isinstance(spectrum, np.ndarray) or spectrum.shape != (SPECTRUM_BANDS,):
             raise ValueError(f"features 'spectrum' must be ({SPECTRUM_BANDS},)")
