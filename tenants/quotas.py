@@ -38,23 +38,23 @@ def _hour() -> str:
 class MemoryCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._leases: dict[int, dict[str, float]] = {}
+        self._leases: dict[int, set[str]] = {}
         self._windows: dict[str, int] = {}
 
     async def acquire_stream(self, tenant_id: int, stream_id: str, limit: int) -> None:
         with self._lock:
-            leases = self._leases.setdefault(tenant_id, {})
+            leases = self._leases.setdefault(tenant_id, set())
             if len(leases) >= limit:
                 raise QuotaExceeded(f"this tenant already has {limit} streams running (its limit)")
-            leases[stream_id] = time.monotonic()
+            leases.add(stream_id)
 
     async def refresh_stream(self, tenant_id: int, stream_id: str) -> None:
         pass
 
     async def release_stream(self, tenant_id: int, stream_id: str) -> None:
         with self._lock:
-            leases = self._leases.get(tenant_id, {})
-            leases.pop(stream_id, None)
+            leases = self._leases.get(tenant_id, set())
+            leases.discard(stream_id)
             if not leases:
                 self._leases.pop(tenant_id, None)
 

@@ -109,10 +109,6 @@ def remove_voice(tenant: Tenant, prompt_id: str) -> None:
     delete_blobs(voice.features_key, voice.prompt_audio_key)
 
 
-def load_features(voice: Voice) -> Features:
-    return load_features_by_key(voice.features_key, voice.features_sha256)
-
-
 def load_features_by_key(features_key: str, features_sha256: str) -> Features:
     """Decoded features, through the process's bounded LRU.
 
