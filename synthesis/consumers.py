@@ -23,7 +23,7 @@ from synthesis import protocol
 from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, VoiceNotFound
 from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
-from tenants.models import Scope
+from tenants.models import Quota, Scope
 from ttsplatform import logs, metrics
 from ttsplatform.errors import ApiError
 from voices import services
@@ -54,12 +54,15 @@ class TtsConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.watchdog = asyncio.create_task(self._close_when_idle(settings.TTS_WS_IDLE_TIMEOUT))
         try:
-            caller = await database_sync_to_async(caller_for_scope)(self.scope)
-            caller.require(Scope.SYNTHESIZE)
-            self.quota = await database_sync_to_async(quotas.limits_of)(caller.tenant.id)
-            self.caller = caller
+            self.caller, self.quota = await database_sync_to_async(self._authorise)()
         except ApiError as exc:
             await self._fail(exc)
+
+    def _authorise(self) -> tuple[Caller, Quota | None]:
+        """The caller and its tenant's limits, in one trip to the database thread."""
+        caller = caller_for_scope(self.scope)
+        caller.require(Scope.SYNTHESIZE)
+        return caller, quotas.limits_of(caller.tenant.id)
 
     async def disconnect(self, code: int) -> None:
         self.closed = True

@@ -73,11 +73,18 @@ TTS_DATABASE_URL = envstr("TTS_DATABASE_URL", "postgres://postgres@127.0.0.1:543
 #: Redis: Celery broker, channel layer and per-job text streams (distributed mode).
 TTS_REDIS_URL = envstr("TTS_REDIS_URL", "redis://127.0.0.1:6379/0")
 
+#: Seconds a database connection is reused (0: a new connection per request or DB call).
+#: Without reuse, every call from a WebSocket consumer opens a PostgreSQL connection on
+#: Daphne's single database thread: at 16 streams that was most of its time.
+TTS_DB_CONN_MAX_AGE = envint("TTS_DB_CONN_MAX_AGE", 60, minimum=0)
+
 if TTS_DATABASE_URL:
-    DATABASES = {"default": {**postgres_settings(TTS_DATABASE_URL), "CONN_HEALTH_CHECKS": True}}
+    DATABASES = {"default": {**postgres_settings(TTS_DATABASE_URL), "CONN_HEALTH_CHECKS": True,
+                             "CONN_MAX_AGE": TTS_DB_CONN_MAX_AGE}}
 else:
     DATABASES = {
         "default": {
+            "CONN_MAX_AGE": TTS_DB_CONN_MAX_AGE,
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": envstr("TTS_SQLITE_PATH", str(TTS_DATA_DIR / "db.sqlite3")),
             "OPTIONS": {
@@ -95,7 +102,7 @@ TTS_CHANNEL_CAPACITY = envint("TTS_CHANNEL_CAPACITY", 1000, minimum=10)
 if DISTRIBUTED:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "ttsplatform.channel_layer.FewerTripsRedisChannelLayer",
             "CONFIG": {
                 # socket_timeout None: with redis-py >= 5 a finite default read timeout makes the
                 # layer's blocking receive fail on an idle connection, closing idle WebSockets.
@@ -154,6 +161,7 @@ TTS_PATH_ROOTS = envpaths("TTS_PATH_ROOTS")
 TTS_ALLOW_PRIVATE_URLS = envbool("TTS_ALLOW_PRIVATE_URLS", False)
 TTS_URL_TIMEOUT = envfloat("TTS_URL_TIMEOUT", 10.0)
 TTS_CACHE_MAX_BYTES = envint("TTS_CACHE_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+
 
 # --- Logs and metrics ------------------------------------------------------------------
 #: "plain": one line per record, `` [rid=<request id>]`` appended when known. "json": one JSON

@@ -12,6 +12,10 @@ ACTIVE_JOBS = f"{PREFIX}:jobs:active"
 REGISTRATION_TTL_S = 6.0
 #: how long an abandoned text stream or clone reply may linger in Redis
 LINGER_S = 3600
+#: field of the marker a worker appends to a job's text stream when the job ends
+END_FIELD = b"end"
+#: how long a finished job's text stream is kept (a late cancel marker may still land)
+ENDED_LINGER_S = 10
 
 
 def text_stream(job_id: str) -> str:

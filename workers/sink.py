@@ -26,6 +26,8 @@ class ChannelLayerSink:
         self.loop = loop
         self.job_id = job_id
         self.cancelled = cancelled
+        #: time.monotonic() of the last event delivered (a heartbeat is only needed after a quiet spell)
+        self.last_sent = 0.0
 
     def _send(self, event: dict[str, Any]) -> None:
         """Blocking send; waits (bounded) while the client's channel is full instead of dropping."""
@@ -35,6 +37,7 @@ class ChannelLayerSink:
             future = asyncio.run_coroutine_threadsafe(self.layer.send(self.channel, event), self.loop)
             try:
                 future.result(timeout=SEND_TIMEOUT_S)
+                self.last_sent = time.monotonic()
                 return
             except ChannelFull:
                 if self.cancelled.is_set() or time.monotonic() > deadline:

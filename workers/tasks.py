@@ -28,6 +28,12 @@ SYNTHESIS_TIME_LIMIT_S = 3600
 CLONE_TIME_LIMIT_S = 600
 
 
+#: how long one read of a job's text stream waits for something to arrive
+PUMP_BLOCK_MS = 2000
+#: how long a finished job waits for its pump to see the end marker before cancelling it
+PUMP_EXIT_WAIT_S = 1.0
+
+
 @shared_task(name="tts.synthesize", acks_late=False, ignore_result=True, time_limit=SYNTHESIS_TIME_LIMIT_S)
 def synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
     """Speak one stream. Not acked late: a replay would repeat audio the client already has."""
@@ -48,16 +54,22 @@ def _synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> 
             log.info("job %s: %d chunks, %.1f s of audio in %.1f s", job_id, stats.chunks, stats.audio_seconds,
                      time.monotonic() - started)
     finally:
-        inbox.cancel()  # stops the pump
-        pump.cancel()
-        runtime.remove(job_id)
+        inbox.cancel()
+        runtime.remove(job_id)  # also writes the end marker that lets the pump return
+        try:
+            pump.result(timeout=PUMP_EXIT_WAIT_S)
+        except Exception:  # Redis away (or the pump failed): cancelling costs its connection, no more
+            pump.cancel()
 
 
 async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
     """Move the client's text from the job's Redis stream into the job, as it arrives.
 
-    Keeps reading after ``done`` for a cancel marker (the client left). A stream with
-    no message for ``idle_limit_s`` is abandoned, so no job waits forever.
+    Keeps reading after ``done`` for a cancel marker (the client left) until the job's
+    end marker. A stream with no message for ``idle_limit_s`` is abandoned, so no job
+    waits forever. The reads block long: anything written to the stream ends them at
+    once, and ending on a marker instead of being cancelled keeps the connection
+    (redis-py drops a connection whose blocking read is cancelled).
     """
     key = keys.text_stream(job_id)
     last_id = "0-0"
@@ -65,7 +77,7 @@ async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
     failures = 0
     while not inbox.cancelled.is_set():
         try:
-            reply = await async_redis().xread({key: last_id}, block=250, count=100)
+            reply = await async_redis().xread({key: last_id}, block=PUMP_BLOCK_MS, count=100)
             failures = 0
         except RedisError as exc:
             failures += 1
@@ -84,7 +96,7 @@ async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
         for _stream, entries in reply:
             for entry_id, fields in entries:
                 last_id = entry_id
-                if b"cancel" in fields:
+                if b"cancel" in fields or keys.END_FIELD in fields:
                     inbox.cancel()
                     return
                 inbox.put(fields.get(b"text", b"").decode("utf-8"), fields.get(b"done") == b"1")

@@ -114,7 +114,10 @@ class WorkerRuntime:
         ended = [job.job_id for job in jobs if job.job_id not in self.jobs]
         if ended:  # finished while the registration above was in flight: do not leave them listed
             await redis.zrem(keys.ACTIVE_JOBS, *ended)
+        quiet_since = time.monotonic() - HEARTBEAT_INTERVAL_S
         for job in jobs:
+            if job.sink.last_sent > quiet_since:
+                continue  # it just sent audio (or started): that told its consumer it is alive
             try:
                 await self.layer.send(job.sink.channel, {"type": "tts.alive", "job": job.job_id})
             except ChannelFull:
@@ -146,10 +149,13 @@ class WorkerRuntime:
 
 
 async def _forget_job(job_id: str) -> None:
+    """Unlist the job and end its text stream: the marker ends the pump's blocking read."""
+    stream = keys.text_stream(job_id)
     redis = async_redis()
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zrem(keys.ACTIVE_JOBS, job_id)
-        pipe.delete(keys.text_stream(job_id))
+        pipe.xadd(stream, {keys.END_FIELD: b"1"})
+        pipe.expire(stream, keys.ENDED_LINGER_S)
         await pipe.execute()
 
 

@@ -13,6 +13,7 @@ from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 
 from tests.services import RedisServer, start_redis
+from ttsplatform.channel_layer import FewerTripsRedisChannelLayer
 from workers.sink import ChannelLayerSink
 
 CAPACITY = 5
@@ -36,13 +37,14 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     thread.join(5)
 
 
-@pytest.fixture(params=["in-memory", "redis"])
+@pytest.fixture(params=["in-memory", "redis", "redis-fewer-trips"])
 def layer(request: pytest.FixtureRequest):
     if request.param == "in-memory":
         return InMemoryChannelLayer(capacity=CAPACITY)
     server = request.getfixturevalue("redis_server")
-    return RedisChannelLayer(hosts=[{"address": server.url, "socket_timeout": None}], capacity=CAPACITY,
-                             prefix=f"sinktest{time.monotonic_ns()}")
+    cls = FewerTripsRedisChannelLayer if request.param == "redis-fewer-trips" else RedisChannelLayer
+    return cls(hosts=[{"address": server.url, "socket_timeout": None}], capacity=CAPACITY,
+               prefix=f"sinktest{time.monotonic_ns()}")
 
 
 def _on(loop: asyncio.AbstractEventLoop, coro):
