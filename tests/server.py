@@ -146,6 +146,9 @@ def start_server(data_dir: Path, mode: str = "embedded", extra_env: dict[str, st
         # One engine directory for every test server: the model is assembled and the
         # stock-voice embeddings computed once per test session, not once per server.
         "TTS_ENGINE_DIR": str(ENGINE_DIR),
+        # Clone refinement is a minute of background CPU per clone: off unless a test asks
+        # for it (tests/e2e/test_refine.py), so other tests' timings are not disturbed.
+        "TTS_REFINE": "0",
         **(extra_env or {}),
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env, check=True,

@@ -32,3 +32,8 @@ from django.conf import settings  # noqa: E402
 
 if settings.TTS_PRELOAD_ENGINE and not settings.DISTRIBUTED:  # workers hold the engine in distributed mode
     threading.Thread(target=get_loaded_engine, name="engine-preload", daemon=True).start()
+
+if not settings.DISTRIBUTED:  # one process: any voice still "refining" lost its refinement with the last one
+    from voices.refine import recover_after_restart
+
+    threading.Thread(target=recover_after_restart, name="refine-recovery", daemon=True).start()

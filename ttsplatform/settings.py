@@ -162,6 +162,18 @@ TTS_ALLOW_PRIVATE_URLS = envbool("TTS_ALLOW_PRIVATE_URLS", False)
 TTS_URL_TIMEOUT = envfloat("TTS_URL_TIMEOUT", 10.0)
 TTS_CACHE_MAX_BYTES = envint("TTS_CACHE_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
 
+# --- Clone refinement ----------------------------------------------------------------
+#: After a quick clone, search for a closer voice in the background (engines with an
+#: optional refine_features only). The voice is "refining" meanwhile and speaks with its
+#: quick features; the refined ones replace them atomically when the search ends.
+TTS_REFINE = envbool("TTS_REFINE", True)
+#: Wall-time budget of one refinement, in seconds (the search also stops when it stalls).
+TTS_REFINE_SECONDS = envfloat("TTS_REFINE_SECONDS", 120.0)
+#: Embedded mode: refinements waiting for the one refine thread; past this, a new voice
+#: keeps its quick features ("ready" at once). Distributed mode: tts.refine tasks on the
+#: clone queue, dropped when unclaimed for this many seconds (TTS_REFINE_EXPIRES).
+TTS_REFINE_QUEUE = envint("TTS_REFINE_QUEUE", 8, minimum=0)
+TTS_REFINE_EXPIRES = envfloat("TTS_REFINE_EXPIRES", 900.0)
 
 # --- Logs and metrics ------------------------------------------------------------------
 #: "plain": one line per record, `` [rid=<request id>]`` appended when known. "json": one JSON

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from synthesis.engines.registry import get_loaded_engine
 from synthesis.text.segmenter import units
-from voices import services
+from voices import refine, services
 from voices.exceptions import InvalidRequest
 from voices.models import Tenant
 from voices.prompt_audio import PromptAudio, PromptLimits, PromptSourcePolicy, decode_audio_bytes, read_prompt_audio
@@ -98,11 +98,14 @@ def register_clone(tenant: Tenant, prompt_id: str, prompt_text: str, audio: Prom
             "prompt_seconds": round(audio.duration, 3),
             "metrics": {k: v for k, v in features.meta.items() if isinstance(v, (int, float, str, dict))},
             "provenance_note": note,
+            "state": refine.initial_state(engine),
         },
         blobs,
     )
     if created:
         log.info("cloned voice %s/%s from %.1f s of %s", tenant.slug, prompt_id, audio.duration, audio.container)
+        if refine.enabled(engine):
+            refine.schedule_new(blobs.features_key, blobs.features_sha256)
     return not created
 
 

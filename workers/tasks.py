@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 #: text idle limit, text size limit, and the drain deadline on shutdown).
 SYNTHESIS_TIME_LIMIT_S = 3600
 CLONE_TIME_LIMIT_S = 600
+REFINE_TIME_LIMIT_S = 1800
 
 
 #: how long one read of a job's text stream waits for something to arrive
@@ -58,7 +59,7 @@ def _synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> 
         runtime.remove(job_id)  # also writes the end marker that lets the pump return
         try:
             pump.result(timeout=PUMP_EXIT_WAIT_S)
-        except Exception:  # Redis away (or the pump failed): cancelling costs its connection, no more
+        except Exception:  # noqa: BLE001 - Redis away or the pump failed: cancelling costs a connection, no more
             pump.cancel()
 
 
@@ -137,3 +138,17 @@ def _clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_
         pipe.rpush(reply, json.dumps(result))
         pipe.expire(reply, 600)
         pipe.execute()
+
+
+@shared_task(name="tts.refine", acks_late=False, ignore_result=True, time_limit=REFINE_TIME_LIMIT_S)
+def refine(voice_id: int, features_key: str, features_sha256: str) -> None:
+    """Refine a freshly cloned voice in the background and swap its features (voices/refine.py)."""
+    from voices import refine as refinement
+
+    with logs.bound(job=f"refine-{voice_id}"):
+        try:
+            refinement.recover_stuck(refinement.stale_after_s())
+        except Exception as exc:  # noqa: BLE001 - a sweep that fails must not stop this refinement
+            log.warning("could not sweep stuck refinements: %s", exc)
+        outcome = refinement.refine_voice(voice_id, features_key, features_sha256)
+        log.info("refinement of voice %s: %s", voice_id, outcome)

@@ -84,6 +84,25 @@ class Engine(Protocol):
         """
 
 
+#: OPTIONAL engine method, not part of the Protocol (engines without it never refine)::
+#:
+#:     def refine_features(self, audio: np.ndarray, sample_rate: int, text: str, features: Features,
+#:                         budget_s: float, should_stop: Callable[[], bool] | None = None) -> Features | None
+#:
+#: A slower search for better features, run in the background after a quick clone while
+#: the voice is "refining" (synthesis keeps using ``features`` meanwhile). It must return
+#: within about ``budget_s`` seconds, poll ``should_stop`` (the voice was removed or
+#: replaced), and return features of the same engine and feature version, with
+#: ``meta["refined"] = True`` and what it measured (e.g. ``sim_before``/``sim_after``), or
+#: None when it has nothing better. The platform swaps them in atomically.
+REFINE_METHOD = "refine_features"
+
+
+def can_refine(engine: object) -> bool:
+    """Whether ``engine`` implements the optional ``refine_features`` method."""
+    return callable(getattr(engine, REFINE_METHOD, None))
+
+
 def check_feature_owner(features: object, engine_name: str, feature_version: str) -> None:
     """ValueError unless ``features`` are Features made by this engine and feature version."""
     if not isinstance(features, Features):

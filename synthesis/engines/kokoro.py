@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ import numpy as np
 import soxr
 
 from synthesis.engines.base import EngineCapabilities, Features, check_feature_owner
+from synthesis.engines.kokoro_refine import refine as refine_style
+from synthesis.engines.kokoro_refine import with_output_gain
 from synthesis.g2p import G2P
 from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
@@ -64,6 +66,8 @@ _SENTENCE_FINAL = re.compile(r"[。！？!?.…;；][\s\"'”’」』）)]*$")
 _ACTIVE_DB = -45.0
 _ACTIVE_RATE = 8000
 _LIMIT_KNEE = 0.89
+#: Background model runs wait until no live stream has run the model for this long.
+BACKGROUND_YIELD_S = 0.5
 _LIMIT_CEILING = 0.99
 
 
@@ -90,6 +94,12 @@ class KokoroEngine:
         self.load_timings: dict[str, float] = {}
         self._load_lock = threading.Lock()
         self._run_slots = threading.BoundedSemaphore(max(1, int(concurrency)))
+        # Live streams come first: background work (refinement) runs the model only when no
+        # stream has wanted it for BACKGROUND_YIELD_S, so a stream waits at most one of its runs.
+        self._foreground_runs = 0
+        self._foreground_lock = threading.Lock()
+        self._last_foreground = 0.0
+        self._background = threading.local()
         self._g2p = G2P(cache_dir=self.data_dir / "cache")
         self._session: Any = None
         self._vocab: dict[str, int] = {}
@@ -304,12 +314,23 @@ class KokoroEngine:
             values.append(float(value))
         return style, values[0], values[1]
 
+    def refine_features(self, audio: np.ndarray, sample_rate: int, text: str, features: Features, budget_s: float,
+                        should_stop: Callable[[], bool] | None = None) -> Features | None:
+        """Optional engine hook (base.py): a bounded style search from the quick clone (kokoro_refine.py),
+        at background priority."""
+        self._background.active = True
+        try:
+            return refine_style(self, _check_audio(audio, sample_rate), sample_rate, text, features, budget_s,
+                                should_stop)
+        finally:
+            self._background.active = False
+
     # ------------------------------------------------------------------ synthesis
 
     def stream(self, clauses: Iterable[str], features: Features, instruct: str | None) -> Iterator[np.ndarray]:
         self.load()
         style, pitch_factor, speed = self.check_features(features)
-        params = parse_instruct(instruct)
+        params = with_output_gain(parse_instruct(instruct), features)
         if params.ignored:
             log.info("instruct: ignored %s", list(params.ignored))
         return self._stream(clauses, style, pitch_factor, speed, params)
@@ -350,8 +371,21 @@ class KokoroEngine:
             "style": style[min(len(tokens), STYLE_SHAPE[0] - 1)].reshape(1, 256),
             "speed": np.array([speed], dtype=np.float32),
         }
-        with self._run_slots:
-            audio = self._session.run(None, feeds)[0]
+        if getattr(self._background, "active", False):
+            while self._foreground_runs or time.monotonic() - self._last_foreground < BACKGROUND_YIELD_S:
+                time.sleep(0.05)
+            with self._run_slots:
+                audio = self._session.run(None, feeds)[0]
+        else:
+            with self._foreground_lock:
+                self._foreground_runs += 1
+            try:
+                with self._run_slots:
+                    audio = self._session.run(None, feeds)[0]
+            finally:
+                with self._foreground_lock:
+                    self._foreground_runs -= 1
+                    self._last_foreground = time.monotonic()
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
 

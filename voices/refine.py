@@ -1,0 +1,259 @@
+"""Background clone refinement: quick features at once, better ones a little later.
+
+A clone registers its voice with the engine's quick features. When the engine has the
+optional ``refine_features`` method and ``TTS_REFINE`` is on, the voice starts in state
+"refining" and a refinement is queued: in embedded mode on one background thread with a
+bounded queue, in distributed mode as a ``tts.refine`` task on the clone queue. Nothing
+waits for it, and synthesis works in both states (it reads features by key and checksum).
+
+When the search ends, the new features are stored as a new blob and swapped in by one
+conditional UPDATE: only if the row still points at the features the search started
+from (a removed, reloaded or re-cloned voice is left alone and the new blob deleted).
+Any failure leaves the quick features and sets the voice "ready".
+
+After a crash, voices can be left "refining" with nobody working on them. Their quick
+features are complete and valid, so the recovery is simply to mark them ready (not to
+re-queue: a refinement that took the process down would do it again): at start in
+embedded mode (one process, so every "refining" voice is orphaned), and, in distributed
+mode, at every refine task for voices refining for longer than a task can live.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from synthesis.engines.base import Features, can_refine
+from voices import services
+from voices.feature_cache import get_feature_cache
+from voices.models import Voice
+from voices.prompt_audio import decode_audio_bytes
+
+log = logging.getLogger(__name__)
+
+#: how often a running search checks that its voice still exists
+_STILL_WANTED_EVERY_S = 5.0
+#: an old feature blob is deleted this long after the swap, so a stream that read the
+#: row just before can still load it
+_OLD_BLOB_GRACE_S = 30.0
+
+
+def enabled(engine: object) -> bool:
+    return settings.TTS_REFINE and settings.TTS_REFINE_SECONDS > 0 and can_refine(engine)
+
+
+def initial_state(engine: object) -> str:
+    return Voice.State.REFINING if enabled(engine) else Voice.State.READY
+
+
+def schedule_new(features_key: str, features_sha256: str) -> None:
+    """Queue the refinement of the voice just registered with these features."""
+    voice_id = Voice.objects.filter(features_key=features_key).values_list("pk", flat=True).first()
+    if voice_id is not None:
+        schedule(voice_id, features_key, features_sha256)
+
+
+def schedule(voice_id: int, features_key: str, features_sha256: str) -> None:
+    """Queue a refinement of a voice just registered in state "refining"; never blocks.
+
+    If it cannot be queued, the voice keeps its quick features and becomes ready.
+    """
+    try:
+        if settings.DISTRIBUTED:
+            _send_task(voice_id, features_key, features_sha256)
+            return
+        if _embedded_queue().submit(voice_id, features_key, features_sha256):
+            return
+        log.info("refine queue full: voice %s keeps its quick features", voice_id)
+    except Exception as exc:  # noqa: BLE001 - broker or store away: the voice must not stay refining
+        log.warning("could not queue refinement of voice %s: %s", voice_id, exc)
+    mark_ready(voice_id, features_sha256)
+
+
+def _send_task(voice_id: int, features_key: str, features_sha256: str) -> None:
+    from workers.celery_app import app
+
+    app.send_task(
+        "tts.refine",
+        kwargs={"voice_id": voice_id, "features_key": features_key, "features_sha256": features_sha256},
+        queue=settings.TTS_CLONE_QUEUE_NAME,
+        expires=settings.TTS_REFINE_EXPIRES,
+    )
+
+
+class RefineQueue:
+    """One daemon thread and a bounded queue (embedded mode).
+
+    A daemon thread, so stopping the server never waits for a search; the voice it was
+    refining is marked ready at the next start (``recover_after_restart``).
+    """
+
+    def __init__(self, max_pending: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_pending + 1)  # + the one running
+        self._jobs: queue.SimpleQueue[tuple[int, str, str]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="tts-refine", daemon=True)
+        self._thread.start()
+
+    def submit(self, voice_id: int, features_key: str, features_sha256: str) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        self._jobs.put((voice_id, features_key, features_sha256))
+        return True
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            close_old_connections()
+            try:
+                refine_voice(*job)
+            except Exception:
+                log.exception("refinement of voice %s crashed", job[0])
+            finally:
+                close_old_connections()
+                self._slots.release()
+
+
+_queue: RefineQueue | None = None
+_queue_lock = threading.Lock()
+
+
+def _embedded_queue() -> RefineQueue:
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            _queue = RefineQueue(settings.TTS_REFINE_QUEUE)
+        return _queue
+
+
+# ---------------------------------------------------------------------- the work
+
+
+def refine_voice(voice_id: int, features_key: str, features_sha256: str) -> str:
+    """Refine one voice (blocking) and swap the result in. Returns what happened, for logs and tests."""
+    from synthesis.engines.registry import get_loaded_engine
+
+    voice = _current(voice_id, features_key, features_sha256)
+    if voice is None:
+        return "gone"
+    try:
+        engine = get_loaded_engine()
+        if not can_refine(engine):
+            mark_ready(voice_id, features_sha256)
+            return "unsupported"
+        features = services.load_features_by_key(features_key, features_sha256)
+        raw = services.get_feature_store().get(voice.prompt_audio_key, voice.prompt_audio_sha256)
+        samples, rate, _ = decode_audio_bytes(raw, raw_sample_rate=voice.prompt_sample_rate or 16000,
+                                              max_seconds=settings.TTS_PROMPT_MAX_SECONDS)
+        refined = engine.refine_features(samples, rate, voice.prompt_text, features, settings.TTS_REFINE_SECONDS,
+                                         _still_wanted(voice_id, features_sha256))
+    except Exception:
+        log.exception("refining voice %s failed; it keeps its quick features", voice_id)
+        mark_ready(voice_id, features_sha256)
+        return "failed"
+    if refined is None:
+        mark_ready(voice_id, features_sha256)
+        return "unchanged"
+    return "swapped" if swap(voice, refined) else "gone"
+
+
+def _current(voice_id: int, features_key: str, features_sha256: str) -> Voice | None:
+    return (Voice.objects.select_related("tenant")
+            .filter(pk=voice_id, features_key=features_key, features_sha256=features_sha256).first())
+
+
+def _still_wanted(voice_id: int, features_sha256: str) -> Callable[[], bool]:
+    """A should_stop callback for the engine: true once the voice is gone or has other features."""
+    last = [time.monotonic(), False]
+
+    def should_stop() -> bool:
+        if _worker_draining():
+            return True
+        if not last[1] and time.monotonic() - last[0] >= _STILL_WANTED_EVERY_S:
+            last[0] = time.monotonic()
+            last[1] = not Voice.objects.filter(pk=voice_id, features_sha256=features_sha256).exists()
+        return bool(last[1])
+
+    return should_stop
+
+
+def _worker_draining() -> bool:
+    """A distributed worker got SIGTERM: end the search early (its best so far is kept)."""
+    if not settings.DISTRIBUTED:
+        return False
+    from workers import worker_runtime
+
+    runtime = worker_runtime._runtime
+    return runtime is not None and runtime.drain_deadline is not None
+
+
+def swap(voice: Voice, refined: Features) -> bool:
+    """Store ``refined`` and point ``voice`` at it, unless its row changed meanwhile."""
+    blob = services.store_blob(voice.tenant, refined.to_bytes(), "npz")
+    metrics = {k: v for k, v in refined.meta.items() if isinstance(v, (int, float, str, dict))}
+    try:
+        with transaction.atomic():
+            updated = Voice.objects.filter(
+                pk=voice.pk, features_key=voice.features_key, features_sha256=voice.features_sha256
+            ).update(features_key=blob.key, features_sha256=blob.sha256, metrics=metrics, state=Voice.State.READY,
+                     updated_at=timezone.now())
+    except BaseException:
+        services.delete_blobs(blob.key)
+        raise
+    if not updated:
+        log.info("voice %s changed while it was refined; dropping the refined features", voice.pk)
+        services.delete_blobs(blob.key)
+        return False
+    get_feature_cache().put(blob.sha256, refined)
+    _delete_later(voice.features_key, voice.features_sha256)
+    log.info("voice %s/%s refined: similarity %s -> %s", voice.tenant.slug, voice.prompt_id,
+             refined.meta.get("sim_before"), refined.meta.get("sim_after"))
+    return True
+
+
+def _delete_later(key: str, sha256: str) -> None:
+    def delete() -> None:
+        get_feature_cache().discard(sha256)
+        services.delete_blobs(key)
+
+    timer = threading.Timer(_OLD_BLOB_GRACE_S, delete)
+    timer.daemon = True
+    timer.start()
+
+
+def mark_ready(voice_id: int, features_sha256: str) -> None:
+    """Refining -> ready with the features the voice has (if it still has these)."""
+    Voice.objects.filter(pk=voice_id, features_sha256=features_sha256, state=Voice.State.REFINING).update(
+        state=Voice.State.READY, updated_at=timezone.now())
+
+
+def recover_stuck(older_than_s: float = 0.0) -> int:
+    """Mark voices "refining" for longer than ``older_than_s`` ready (their quick features stay)."""
+    stuck = Voice.objects.filter(state=Voice.State.REFINING)
+    if older_than_s > 0:
+        stuck = stuck.filter(updated_at__lt=timezone.now() - timedelta(seconds=older_than_s))
+    count = stuck.update(state=Voice.State.READY, updated_at=timezone.now())
+    if count:
+        log.warning("%d voices were left refining (a restart?); they keep their quick features", count)
+    return count
+
+
+def recover_after_restart() -> None:
+    """Embedded mode, at start: no refinement survives a restart, so none is running."""
+    try:
+        recover_stuck()
+    except Exception as exc:  # noqa: BLE001 - e.g. not migrated yet: nothing can be refining either
+        log.warning("could not check for voices left refining: %s", exc)
+    finally:
+        close_old_connections()
+
+
+def stale_after_s() -> float:
+    """How long a distributed refinement can take at most: queued until it expires, then its budget."""
+    return settings.TTS_REFINE_EXPIRES + 2 * settings.TTS_REFINE_SECONDS + 60
