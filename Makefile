@@ -61,3 +61,18 @@ bench: $(VENV)/.installed-bench
 bench-quick: $(VENV)/.installed-bench
 	scripts/ensure_postgres.sh
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# Cloning quality through the real API (bench/quality.py; results in bench/results/quality*):
+# SIM, discrimination, WER/CER (offline Whisper base), RTF, TTFA, clone time. `make bench-quality`
+# takes about 7-10 minutes on 2 cores (more while clones refine), `make bench-quality-quick` about 3.
+# Not part of `make test`.
+.PHONY: bench-quality bench-quality-quick
+$(VENV)/.installed-quality: $(VENV)/.installed-bench requirements-quality.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-quality.txt
+	touch $@
+
+bench-quality: $(VENV)/.installed-quality
+	$(PY) -m bench.quality $(BENCH_ARGS)
+
+bench-quality-quick: $(VENV)/.installed-quality
+	$(PY) -m bench.quality --quick $(BENCH_ARGS)

@@ -65,6 +65,8 @@ class StreamRecord:
     arrivals: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     error: str | None = None
+    #: the audio itself (s16le at SAMPLE_RATE), only when run_streams(keep_audio=True)
+    pcm: bytearray | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +90,7 @@ class StreamRecord:
 
     def as_dict(self) -> dict[str, Any]:
         row = asdict(self)
+        row.pop("pcm")
         row["arrivals"] = [round(x, 4) for x in self.arrivals]
         row["seconds"] = [round(x, 4) for x in self.seconds]
         return row
@@ -130,8 +133,11 @@ async def _drive(ws: Any, record: StreamRecord, prompt_id: str, text: str, rng: 
             if message.get("is_end"):
                 record.end_at = now
                 return
+            data = base64.b64decode(message["data"])
             record.arrivals.append(now)
-            record.seconds.append(len(base64.b64decode(message["data"])) / 2 / SAMPLE_RATE)
+            record.seconds.append(len(data) / 2 / SAMPLE_RATE)
+            if record.pcm is not None:
+                record.pcm += data
 
     receiver = asyncio.create_task(receive())
     try:
@@ -163,8 +169,10 @@ async def _drive(ws: Any, record: StreamRecord, prompt_id: str, text: str, rng: 
 
 async def run_streams(ws_url: str, prompt_id: str, texts: list[tuple[str, str]], scenario: str, level: int,
                       seed: int, piece_delay: tuple[float, float] = (0.03, 0.05),
-                      timeout: float = 600.0) -> list[StreamRecord]:
-    """``level`` concurrent requests: all connect first, then all start sending at once."""
+                      timeout: float = 600.0, keep_audio: bool = False) -> list[StreamRecord]:
+    """``level`` concurrent requests: all connect first, then all start sending at once.
+
+    With ``keep_audio`` each record also keeps the audio it received (``record.pcm``)."""
     from websockets.asyncio.client import connect
 
     async def open_one() -> tuple[Any, float]:
@@ -172,7 +180,8 @@ async def run_streams(ws_url: str, prompt_id: str, texts: list[tuple[str, str]],
         ws = await connect(ws_url, max_size=None, open_timeout=60, close_timeout=5, ping_interval=None)
         return ws, time.perf_counter() - t
 
-    records = [StreamRecord(scenario, texts[(seed + i) % len(texts)][0], level, i) for i in range(level)]
+    records = [StreamRecord(scenario, texts[(seed + i) % len(texts)][0], level, i,
+                            pcm=bytearray() if keep_audio else None) for i in range(level)]
     opened = await asyncio.gather(*(open_one() for _ in range(level)), return_exceptions=True)
     try:
         jobs = []

@@ -40,17 +40,17 @@ import datetime as dt
 import gc
 import json
 import math
-import os
 import signal
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -61,6 +61,9 @@ if str(REPO) not in sys.path:
 from bench import machine  # noqa: E402
 from bench.client import SCENARIOS, StreamRecord, run_streams  # noqa: E402
 from bench.stats import median, summary  # noqa: E402
+from ttsplatform.atomic_files import atomic_write  # noqa: E402
+
+T = TypeVar("T")
 
 RESULTS_DIR = REPO / "bench" / "results"
 PROMPT_WAV = REPO / "tests" / "fixtures" / "speaker_jf_alpha_1.wav"
@@ -654,16 +657,21 @@ def run(cfg: Config) -> dict[str, Any]:
 def write(results: dict[str, Any], cfg: Config) -> dict[str, Path]:
     from bench import report
 
-    cfg.results_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": cfg.results_dir / f"{cfg.name}.json"}
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    os.replace(tmp, paths["json"])
-    table = report.markdown(results)
-    paths["table"] = cfg.results_dir / ("README-table.md" if cfg.name == "bench" else f"README-table-{cfg.name}.md")
+    table_file = "README-table.md" if cfg.name == "bench" else f"README-table-{cfg.name}.md"
+    plots = (lambda: report.plots(results, cfg.results_dir, cfg.name)) if cfg.plots else None
+    return save_results(results, cfg.results_dir, cfg.name, report.markdown(results), table_file, plots)
+
+
+def save_results(results: dict[str, Any], results_dir: Path, name: str, table: str, table_file: str,
+                 plots: Callable[[], dict[str, Path]] | None) -> dict[str, Path]:
+    """``<name>.json`` (atomically), the markdown table and the plots; prints the table."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": results_dir / f"{name}.json"}
+    atomic_write(paths["json"], json.dumps(results, indent=1, ensure_ascii=False).encode("utf-8"))
+    paths["table"] = results_dir / table_file
     paths["table"].write_text(table)
-    if cfg.plots:
-        paths.update(report.plots(results, cfg.results_dir, cfg.name))
+    if plots is not None:
+        paths.update(plots())
     print()
     print(table)
     for kind, path in paths.items():
@@ -673,16 +681,19 @@ def write(results: dict[str, Any], cfg: Config) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     cfg = parse_args(argv)
+    return write(unwinding_on_sigterm(lambda: run(cfg)), cfg)
+
+
+def unwinding_on_sigterm(job: Callable[[], T]) -> T:
+    """Run ``job``; on SIGTERM (make interrupted, say) unwind normally, so servers, Redis,
+    S3 and the databases started here are stopped and dropped instead of left running."""
     main_thread = threading.current_thread() is threading.main_thread()
-    # On SIGTERM (make interrupted, say) unwind normally, so servers, Redis, S3 and the
-    # databases started here are stopped and dropped instead of left running.
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        results = run(cfg)
+        return job()
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    return write(results, cfg)
 
 
 def _terminate(signum: int, frame: Any) -> None:

