@@ -166,7 +166,9 @@ TTS_CACHE_MAX_BYTES = envint("TTS_CACHE_MAX_BYTES", 512 * 1024 * 1024, minimum=1
 #: After a quick clone, search for a closer voice in the background (engines with an
 #: optional refine_features only). The voice is "refining" meanwhile and speaks with its
 #: quick features; the refined ones replace them atomically when the search ends.
-TTS_REFINE = envbool("TTS_REFINE", True)
+#: Off by default: in the quality benchmark it raised SIM but made 3 of 6 voices hard to
+#: understand (bench/results/README-table-quality-refined.md); the guard needs an ASR check.
+TTS_REFINE = envbool("TTS_REFINE", False)
 #: Wall-time budget of one refinement, in seconds (the search also stops when it stalls).
 TTS_REFINE_SECONDS = envfloat("TTS_REFINE_SECONDS", 120.0)
 #: Embedded mode: refinements waiting for the one refine thread; past this, a new voice

@@ -24,11 +24,11 @@ import soxr
 
 from synthesis.engines.base import EngineCapabilities, Features, check_feature_owner
 from synthesis.engines.kokoro_refine import refine as refine_style
-from synthesis.engines.kokoro_refine import with_output_gain
+from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
 from synthesis.g2p import G2P
 from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
-from ttsplatform.atomic_files import atomic_writer
+from ttsplatform.atomic_files import atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class KokoroEngine:
         out = models / MODEL_FILE
         self._model_sha = expected
         if out.is_file():
-            if _sha256_file(out) == expected:
+            if sha256_file(out) == expected:
                 return out
             log.warning("%s is corrupt; assembling it again", out)
         digest = hashlib.sha256()
@@ -290,6 +290,8 @@ class KokoroEngine:
             "prompt_f0_hz": round(prompt_f0, 1) if prompt_f0 else None,
             "voice_f0_hz": round(voice_f0, 1) if voice_f0 else None,
             "similarity": round(similarity, 4) if similarity is not None else None,
+            # Loudness: the transcript spoken above against the prompt (refinement redoes it).
+            **loudness_meta(prompt, sample_rate, reference, SAMPLE_RATE),
         }
         return Features(meta=meta, arrays={"style": style, "prompt_embedding": embedding.astype(np.float32)})
 
@@ -522,14 +524,6 @@ def _encoder_version() -> str:
         return "resemblyzer-" + metadata.version("Resemblyzer")
     except metadata.PackageNotFoundError:
         return "resemblyzer"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

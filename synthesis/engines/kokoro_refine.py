@@ -271,7 +271,7 @@ def refine(engine: KokoroEngine, audio: np.ndarray, sample_rate: int, text: str,
     improved = best.sim - start.sim >= MIN_GAIN
     chosen = best if improved else start
     meta = {**chosen.features.meta}
-    meta.update(_loudness_meta(audio, sample_rate, chosen.audio, engine.sample_rate))
+    meta.update(loudness_meta(audio, sample_rate, chosen.audio, engine.sample_rate))
     meta.update({
         "refined": True,
         "style_changed": improved,
@@ -287,7 +287,8 @@ def refine(engine: KokoroEngine, audio: np.ndarray, sample_rate: int, text: str,
     return Features(meta=meta, arrays=chosen.features.arrays)
 
 
-def _loudness_meta(prompt: np.ndarray, prompt_rate: int, voice: np.ndarray, voice_rate: int) -> dict[str, Any]:
+def loudness_meta(prompt: np.ndarray, prompt_rate: int, voice: np.ndarray, voice_rate: int) -> dict[str, Any]:
+    """The output gain that brings ``voice`` to the prompt's integrated loudness (EBU R128), bounded."""
     prompt_lufs = loudness.integrated_loudness(prompt, prompt_rate)
     voice_lufs = loudness.integrated_loudness(voice, voice_rate)
     if not (np.isfinite(prompt_lufs) and np.isfinite(voice_lufs)):
