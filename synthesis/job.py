@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import logging
 import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from synthesis.encoding import make_encoder
-from synthesis.engines.base import Engine, Features
+from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
 from synthesis.protocol import TtsRequest
 from synthesis.resample import resample
 from synthesis.text.segmenter import ClauseSegmenter
@@ -31,8 +30,8 @@ class ChunkSink(Protocol):
     def error(self, message: str) -> None: ...
 
 
-class JobCancelled(Exception):
-    pass
+class JobCancelled(StreamStopped):
+    """The client left or the job was abandoned; raised by the inbox or the job loop."""
 
 
 class TextInbox:
@@ -42,7 +41,8 @@ class TextInbox:
 
     def __init__(self, capacity: int) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity)
-        self.cancelled = threading.Event()
+        #: set on cancel; the engine aborts a model run in flight on it
+        self.cancelled = StopSignal()
 
     def put(self, text: str, done: bool) -> None:
         """Non-blocking; raises queue.Full when the job is far behind the client."""
@@ -98,7 +98,8 @@ def run_synthesis(
         stats.chunks += 1
 
     try:
-        for audio in engine.stream(clauses_from(inbox, ClauseSegmenter()), features, request.instruct_text):
+        clauses = clauses_from(inbox, ClauseSegmenter())
+        for audio in engine.stream(clauses, features, request.instruct_text, stop=inbox.cancelled):
             if inbox.cancelled.is_set():
                 raise JobCancelled()
             stats.audio_seconds += len(audio) / engine.sample_rate
@@ -108,7 +109,7 @@ def run_synthesis(
             if len(out):
                 emit(encoder.write(out))
         emit(encoder.finish())
-    except JobCancelled:
+    except StreamStopped:
         log.info("job cancelled after %d chunks", stats.chunks)
         return stats
     sink.end(stats.chunks)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,54 @@ class Features:
         return cls(meta=meta, arrays=arrays)
 
 
+class StreamStopped(Exception):
+    """Raised out of ``Engine.stream`` when its ``stop`` signal was set mid-synthesis."""
+
+
+class StopSignal(threading.Event):
+    """Set when nobody wants a stream's audio any more (the client left, the job ended).
+
+    Besides polling ``is_set()`` between clauses, an engine can register a callback that
+    aborts the work in flight (an ONNX Runtime run), so a long clause is not finished for
+    a client who is gone and the worker is free for the next stream at once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._callbacks_lock = threading.Lock()
+        self._next_token = 0
+
+    def set(self) -> None:
+        with self._callbacks_lock:
+            super().set()
+            callbacks = list(self._callbacks.values())
+            self._callbacks.clear()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one failing abort must not keep the others from running
+                log.exception("a stop callback failed")
+
+    def on_set(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` once when the signal is set (at once if it already is).
+
+        Returns a function that unregisters it; call it when the work it would abort is over.
+        """
+        with self._callbacks_lock:
+            if not self.is_set():
+                token = self._next_token
+                self._next_token += 1
+                self._callbacks[token] = callback
+                return lambda: self._forget(token)
+        callback()
+        return lambda: None
+
+    def _forget(self, token: int) -> None:
+        with self._callbacks_lock:
+            self._callbacks.pop(token, None)
+
+
 @runtime_checkable
 class Engine(Protocol):
     #: registry name, e.g. "kokoro"
@@ -76,11 +128,13 @@ class Engine(Protocol):
     def extract_features(self, audio: np.ndarray, sample_rate: int, text: str) -> Features:
         """Compute speaker features from a mono float32 prompt in [-1, 1] and its transcript."""
 
-    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None) -> Iterator[np.ndarray]:
+    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None,
+               stop: StopSignal | None = None) -> Iterator[np.ndarray]:
         """Yield mono float32 audio at ``sample_rate`` for each clause as it arrives.
 
         ``clauses`` may block while the client is still typing; the engine must start
-        speaking the first clause before the iterable is exhausted.
+        speaking the first clause before the iterable is exhausted. Once ``stop`` is set
+        the engine should give up promptly, mid-clause if it can, by raising StreamStopped.
         """
 
 

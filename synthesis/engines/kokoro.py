@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from synthesis.engines.base import EngineCapabilities, Features, check_feature_owner
+from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.kokoro_refine import refine as refine_style
 from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
 from synthesis.g2p import G2P
@@ -329,16 +329,18 @@ class KokoroEngine:
 
     # ------------------------------------------------------------------ synthesis
 
-    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None) -> Iterator[np.ndarray]:
+    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None,
+               stop: StopSignal | None = None) -> Iterator[np.ndarray]:
         self.load()
         style, pitch_factor, speed = self.check_features(features)
         params = with_output_gain(parse_instruct(instruct), features)
         if params.ignored:
             log.info("instruct: ignored %s", list(params.ignored))
-        return self._stream(clauses, style, pitch_factor, speed, params)
+        return self._stream(clauses, style, pitch_factor, speed, params, stop)
 
     def _stream(
-        self, clauses: Iterable[str], style: np.ndarray, pitch_factor: float, speed: float, params: InstructParams
+        self, clauses: Iterable[str], style: np.ndarray, pitch_factor: float, speed: float, params: InstructParams,
+        stop: StopSignal | None,
     ) -> Iterator[np.ndarray]:
         pitch = _clip(pitch_factor * params.pitch, _TOTAL_PITCH_RANGE)
         tempo = speed * params.speed
@@ -346,7 +348,7 @@ class KokoroEngine:
         for clause in clauses:
             chunks = split_phonemes(self._g2p.phonemize(clause))
             for i, chunk in enumerate(chunks):
-                audio = self._infer(chunk, style, model_speed)
+                audio = self._infer(chunk, style, model_speed, stop)
                 audio = play_faster(audio, SAMPLE_RATE, pitch)
                 audio = trim_clause(audio, SAMPLE_RATE)
                 if not len(audio):
@@ -364,7 +366,7 @@ class KokoroEngine:
         parts = [trim_clause(self._infer(c, style, speed), SAMPLE_RATE) for c in split_phonemes(self._g2p.phonemize(text))]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def _infer(self, phonemes: str, style: np.ndarray, speed: float) -> np.ndarray:
+    def _infer(self, phonemes: str, style: np.ndarray, speed: float, stop: StopSignal | None = None) -> np.ndarray:
         tokens = [self._vocab[c] for c in phonemes if c in self._vocab][:MAX_TOKENS]
         if not tokens:
             return np.zeros(0, np.float32)
@@ -382,13 +384,41 @@ class KokoroEngine:
             with self._foreground_lock:
                 self._foreground_runs += 1
             try:
-                with self._run_slots:
-                    audio = self._session.run(None, feeds)[0]
+                audio = self._run_stoppable(feeds, stop)
             finally:
                 with self._foreground_lock:
                     self._foreground_runs -= 1
                     self._last_foreground = time.monotonic()
         return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+    def _run_stoppable(self, feeds: dict[str, np.ndarray], stop: StopSignal | None) -> np.ndarray:
+        """One model run that ``stop`` aborts, whether it is queued for a slot or running."""
+        if stop is None:
+            with self._run_slots:
+                return self._session.run(None, feeds)[0]
+        import onnxruntime as ort
+
+        run_options = ort.RunOptions()
+        # ONNX Runtime checks the flag between operators: a stopped run ends within one op.
+        forget = stop.on_set(lambda: setattr(run_options, "terminate", True))
+        try:
+            self._take_run_slot(stop)
+            try:
+                return self._session.run(None, feeds, run_options)[0]
+            finally:
+                self._run_slots.release()
+        except Exception:
+            if stop.is_set():
+                raise StreamStopped() from None
+            raise
+        finally:
+            forget()
+
+    def _take_run_slot(self, stop: StopSignal) -> None:
+        """Wait for a model slot; a stream stopped while it queues leaves the queue."""
+        while not self._run_slots.acquire(timeout=0.05):
+            if stop.is_set():
+                raise StreamStopped()
 
 
 # ---------------------------------------------------------------------- audio helpers

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from synthesis.engines.base import EngineCapabilities, Features, check_feature_owner
+from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 
 SAMPLE_RATE = 24000
 #: seconds of pre-made audio held in memory; clauses take consecutive slices, wrapping around
@@ -138,19 +138,23 @@ class ReplayEngine:
 
         return max(MIN_CLAUSE_SECONDS, units(clause) * self.seconds_per_unit)
 
-    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None) -> Iterator[np.ndarray]:
+    def stream(self, clauses: Iterable[str], features: Features, instruct: str | None,
+               stop: StopSignal | None = None) -> Iterator[np.ndarray]:
         self.load()
         self.check_features(features)
-        return self._stream(clauses)
+        return self._stream(clauses, stop)
 
-    def _stream(self, clauses: Iterable[str]) -> Iterator[np.ndarray]:
+    def _stream(self, clauses: Iterable[str], stop: StopSignal | None) -> Iterator[np.ndarray]:
         bank = self._bank
         offset = 0
         for clause in clauses:
             n = int(round(self.clause_seconds(clause) * SAMPLE_RATE))
             pause = self.delay_s + self.rtf * n / SAMPLE_RATE
             if pause > 0:
-                time.sleep(pause)
+                if stop is None:
+                    time.sleep(pause)
+                elif stop.wait(pause):  # "computing" stops as soon as nobody wants the audio
+                    raise StreamStopped()
             idx = (offset + np.arange(n)) % len(bank) if offset + n > len(bank) else slice(offset, offset + n)
             audio = bank[idx].copy()
             offset = (offset + n) % len(bank)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soxr
 
-from synthesis.engines.base import Engine, Features
+from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
 from synthesis.engines.kokoro import MAX_TOKENS, STYLE_SHAPE, KokoroEngine, apply_gain, split_phonemes
 from synthesis.pitch import median_f0
 
@@ -116,6 +116,46 @@ def test_stream_speaks_first_clause_before_the_text_ends(engine: KokoroEngine) -
         assert_speech(chunk)
         # edges are faded: consecutive clauses join without a click
         assert abs(chunk[0]) < 1e-3 and abs(chunk[-1]) < 1e-3
+
+
+def test_a_stop_aborts_the_model_run_in_flight(engine: KokoroEngine) -> None:
+    """A client who leaves mid-clause frees the engine within one operator, not one clause."""
+    clause = "这是一个很长的句子，用来测试在模型运行的过程中停止合成，" * 3
+    features = engine.stock_features("jf_alpha")
+    started = time.monotonic()
+    whole = list(engine.stream([clause], features, None))
+    run_s = time.monotonic() - started
+    assert whole and run_s > 0.5  # long enough for a stop to land mid-run
+
+    stop = StopSignal()
+    timer = threading.Timer(0.1, stop.set)
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(StreamStopped):
+        list(engine.stream([clause], features, None, stop=stop))
+    stopped_s = time.monotonic() - started
+    assert stopped_s < 0.1 + max(0.25, 0.3 * run_s), (stopped_s, run_s)
+    # The engine is fine afterwards: the next stream speaks.
+    assert_speech(np.concatenate(list(engine.stream(["好的。"], features, None, stop=StopSignal()))))
+
+
+def test_a_stream_stopped_while_queued_for_the_model_leaves_the_queue(data_dir: Path) -> None:
+    single = KokoroEngine(data_dir, threads=1, concurrency=1)
+    single.load()
+    features = single.stock_features("jf_alpha")
+    busy = threading.Thread(target=lambda: list(single.stream(["这是一个很长的句子，用来占住模型。" * 3], features, None)))
+    busy.start()
+    time.sleep(0.05)
+    stop = StopSignal()
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(StreamStopped):
+        list(single.stream(["你好。"], features, None, stop=stop))
+    waited = time.monotonic() - started
+    still_busy = busy.is_alive()
+    busy.join()
+    assert still_busy, "the other stream ended before the stop; the test proves nothing"
+    assert waited < 0.5, waited
 
 
 def test_empty_clauses_yield_nothing(engine: KokoroEngine) -> None:
