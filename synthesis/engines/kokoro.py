@@ -23,8 +23,9 @@ import numpy as np
 import soxr
 
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
-from synthesis.engines.kokoro_refine import refine as refine_style
+from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
+from synthesis.engines.kokoro_refine import refine as refine_style
 from synthesis.g2p import G2P
 from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
@@ -93,7 +94,7 @@ class KokoroEngine:
         #: seconds per load() step: model (assemble/verify), session, g2p, warm_up, references
         self.load_timings: dict[str, float] = {}
         self._load_lock = threading.Lock()
-        self._run_slots = threading.BoundedSemaphore(max(1, int(concurrency)))
+        self._run_slots = FairSlots(concurrency)
         # Live streams come first: background work (refinement) runs the model only when no
         # stream has wanted it for BACKGROUND_YIELD_S, so a stream waits at most one of its runs.
         self._foreground_runs = 0
@@ -402,7 +403,7 @@ class KokoroEngine:
         # ONNX Runtime checks the flag between operators: a stopped run ends within one op.
         forget = stop.on_set(lambda: setattr(run_options, "terminate", True))
         try:
-            self._take_run_slot(stop)
+            self._run_slots.acquire(stop)  # a stream stopped while it queues leaves the queue
             try:
                 return self._session.run(None, feeds, run_options)[0]
             finally:
@@ -413,12 +414,6 @@ class KokoroEngine:
             raise
         finally:
             forget()
-
-    def _take_run_slot(self, stop: StopSignal) -> None:
-        """Wait for a model slot; a stream stopped while it queues leaves the queue."""
-        while not self._run_slots.acquire(timeout=0.05):
-            if stop.is_set():
-                raise StreamStopped()
 
 
 # ---------------------------------------------------------------------- audio helpers
