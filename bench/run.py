@@ -108,7 +108,7 @@ class Config:
     levels: dict[str, tuple[int, ...]] = field(default_factory=lambda: {
         "replay": (1, 2, 4, 8, 16), "replay-paced": (1, 2, 4, 8, 16), "kokoro": (1, 2, 4, 8, 16)})
     #: streams per (level, scenario, mode) to aim for: rounds = ceil(samples / level)
-    samples: dict[str, int] = field(default_factory=lambda: {"replay": 32, "replay-paced": 8, "kokoro": 8})
+    samples: dict[str, int] = field(default_factory=lambda: {"replay": 32, "replay-paced": 32, "kokoro": 8})
     #: pacing of the replay-paced setup: seconds slept per second of audio
     replay_rtf: float = 0.2
     piece_delay: tuple[float, float] = (0.030, 0.050)
