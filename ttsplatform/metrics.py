@@ -98,7 +98,7 @@ class _RedisGauges:
     """Distributed mode's gauges read from Redis at scrape time (absent in embedded mode)."""
 
     def __init__(self) -> None:
-        #: (Redis answered, Celery queue depths, live workers) of the latest scrape; None: embedded
+        #: (Redis answered, queue depths, live workers) of the latest scrape; None: embedded
         self.snapshot: tuple[bool, dict[str, int], int] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -108,7 +108,8 @@ class _RedisGauges:
         yield GaugeMetricFamily("tts_redis_up", "1 if Redis answered this scrape within its timeout", value=int(up))
         if not up:
             return
-        depth = GaugeMetricFamily("tts_celery_queue_depth", "Tasks waiting in a Celery queue (Redis LLEN)",
+        depth = GaugeMetricFamily("tts_queue_depth", "Jobs waiting for a worker (Redis LLEN): live streams "
+                                  "in the synthesis queue, Celery tasks (clones, refinements) in the others",
                                   labels=["queue"])
         for name, value in queues.items():
             depth.add_metric([name], value)
@@ -292,7 +293,9 @@ async def _read_redis() -> tuple[dict[str, int], int, list[float]]:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zrangebyscore(keys.WORKERS, now, "+inf")
         pipe.hgetall(keys.WORKER_ENGINE_LOAD)
-        live, published = await pipe.execute()
+        pipe.llen(keys.stream_queue(settings.TTS_SYNTHESIS_QUEUE))
+        live, published, streams_waiting = await pipe.execute()
+    queues[settings.TTS_SYNTHESIS_QUEUE] = queues.get(settings.TTS_SYNTHESIS_QUEUE, 0) + streams_waiting
     live_names = set(live)
     loads = [float(value) for name, value in published.items() if name in live_names]
     stale = [name for name in published if name not in live_names]

@@ -4,8 +4,10 @@ Run a worker with (see `make run-distributed`):
 
     celery -A workers.celery_app worker -P threads -c $TTS_WORKER_STREAMS -Q synthesis,clone
 
-One worker process holds one engine, loaded and warmed before it takes a task; its
-threads run that many streams at once. Configuration is Django's (CELERY_* settings).
+One worker process holds one engine, loaded and warmed before it takes a task. With
+``-Q synthesis`` it also takes live streams off a Redis list, TTS_WORKER_STREAMS at once in
+threads of its own (workers/stream_queue.py); Celery's ``-c`` threads run clones and
+refinements. Configuration is Django's (CELERY_* settings).
 """
 from __future__ import annotations
 

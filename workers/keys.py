@@ -26,3 +26,8 @@ def text_stream(job_id: str) -> str:
 def clone_reply(job_id: str) -> str:
     """Redis list the worker pushes one clone's result onto."""
     return f"{PREFIX}:clone:{job_id}:reply"
+
+
+def stream_queue(queue: str) -> str:
+    """Redis list of live stream jobs waiting for a worker (web RPUSHes, workers BLPOP)."""
+    return f"{PREFIX}:streams:{queue}"

@@ -1,4 +1,4 @@
-"""Distributed-mode jobs, web side: hand a stream to a Celery worker and talk to it.
+"""Distributed-mode jobs, web side: hand a stream to a worker and talk to it.
 
 Text goes to the worker through a per-job Redis stream (the worker reads it while it
 speaks); audio comes back through the Redis channel layer. A job whose worker stops
@@ -21,8 +21,7 @@ from synthesis.protocol import TtsRequest
 from ttsplatform import logs
 from ttsplatform.errors import ApiError
 from voices.services import StoredBlob, delete_blobs
-from workers import keys
-from workers.executors import run_in_pool
+from workers import keys, stream_queue
 from workers.redis_clients import async_redis, sync_redis
 from workers.runner import VoiceRef, request_as_dict
 
@@ -113,24 +112,16 @@ async def start_remote_job(job_id: str, request: TtsRequest, voice: VoiceRef, re
         raise SynthesisFailed("no synthesis worker is running; please retry shortly")
     slots.take()
     try:
-        await run_in_pool("io", _submit, job_id, request, voice, reply_channel)
+        # One round trip on this loop; workers drop a job nobody took within TTS_JOB_START_TIMEOUT.
+        await stream_queue.enqueue(settings.TTS_SYNTHESIS_QUEUE, stream_queue.job_message(
+            job_id, request_as_dict(request), voice.as_dict(), reply_channel))
+    except RedisError as exc:
+        slots.give_back()
+        raise SynthesisFailed(f"the job queue is unreachable ({exc.__class__.__name__}); please retry") from None
     except BaseException:
         slots.give_back()
         raise
     return RemoteJob(job_id)
-
-
-def _submit(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str) -> None:
-    from workers.celery_app import app
-
-    app.send_task(
-        "tts.synthesize",
-        kwargs={"job_id": job_id, "request": request_as_dict(request), "voice": voice.as_dict(),
-                "reply_channel": reply_channel},
-        queue=settings.TTS_SYNTHESIS_QUEUE,
-        # A job nobody picked up in time has already been reported to its client as failed.
-        expires=settings.TTS_JOB_START_TIMEOUT,
-    )
 
 
 def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob: StoredBlob, sample_rate: int,

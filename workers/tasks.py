@@ -1,4 +1,6 @@
-"""Celery tasks of distributed mode. Names are explicit: web processes send by name."""
+"""The work of distributed-mode workers: Celery tasks (clone, refine; named explicitly, as web
+processes send by name) and live streams, which workers take off a Redis list instead
+(workers/stream_queue.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +24,8 @@ from workers.worker_runtime import RunningJob, get_runtime
 
 log = logging.getLogger(__name__)
 
-#: Bounds for prefork pools (the threads pool cannot enforce them; jobs bound themselves:
-#: text idle limit, text size limit, and the drain deadline on shutdown).
-SYNTHESIS_TIME_LIMIT_S = 3600
+#: Bounds for prefork pools (the threads pool cannot enforce them). Streams bound themselves:
+#: text idle limit, text size limit, and the drain deadline on shutdown.
 CLONE_TIME_LIMIT_S = 600
 REFINE_TIME_LIMIT_S = 1800
 
@@ -35,9 +36,9 @@ PUMP_BLOCK_MS = 2000
 PUMP_EXIT_WAIT_S = 1.0
 
 
-@shared_task(name="tts.synthesize", acks_late=False, ignore_result=True, time_limit=SYNTHESIS_TIME_LIMIT_S)
-def synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
-    """Speak one stream. Not acked late: a replay would repeat audio the client already has."""
+def synthesize_stream(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
+    """Speak one stream, in a stream thread of the worker (workers/stream_queue.py takes it
+    off the queue). Never retried: a replay would repeat audio the client already has."""
     with logs.bound(request=job_id, job=job_id):  # the job id is the /tts request id
         _synthesize(job_id, request, voice, reply_channel)
 

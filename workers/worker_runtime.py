@@ -4,8 +4,10 @@
   read and heartbeat of the process (no event loop per chunk, as async_to_sync would make).
 - A heartbeat registers the worker and its running jobs in Redis and tells each job's
   consumer that the job is alive, so a killed worker is noticed within seconds.
-- On SIGTERM running streams may finish for TTS_WORKER_DRAIN_SECONDS; any still
-  running then get an error event instead of being cut off silently.
+- A worker that serves the synthesis queue takes live streams off a Redis list
+  (workers/stream_queue.py) and runs them in its own stream threads.
+- On SIGTERM it stops taking streams; running ones may finish for TTS_WORKER_DRAIN_SECONDS,
+  and any still running then get an error event instead of being cut off silently.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from synthesis.job import TextInbox
 from workers import keys
 from workers.redis_clients import async_redis
 from workers.sink import ChannelLayerSink
+from workers.stream_queue import StreamTaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +54,7 @@ class WorkerRuntime:
         self.jobs: dict[str, RunningJob] = {}
         self.lock = threading.Lock()
         self.drain_deadline: float | None = None
+        self.streams: StreamTaker | None = None
         self.thread = threading.Thread(target=self._run, name="worker-io-loop", daemon=True)
         self.thread.start()
         self.layer: BaseChannelLayer = self.call(self._make_layer())
@@ -139,7 +143,14 @@ class WorkerRuntime:
             except Exception as exc:
                 log.warning("could not tell job %s's client: %s", job.job_id, exc)
 
+    def take_streams(self, queue: str, slots: int, start_timeout_s: float) -> None:
+        if self.streams is None:
+            self.streams = StreamTaker(self.loop, queue, slots, start_timeout_s)
+            self.streams.start()
+
     def begin_drain(self, seconds: float) -> None:
+        if self.streams is not None:
+            self.streams.stop_taking()
         self.drain_deadline = time.monotonic() + seconds
         log.info("draining: %d running streams may finish within %.0f s", len(self.running()), seconds)
         try:
@@ -193,8 +204,13 @@ def _load_engine(**_: object) -> None:
 
 
 @signals.worker_ready.connect
-def _register(**_: object) -> None:
-    get_runtime()
+def _register(sender: Any = None, **_: object) -> None:
+    from django.conf import settings
+
+    runtime = get_runtime()
+    queues = set(sender.app.amqp.queues.consume_from) if sender is not None else set()
+    if settings.TTS_SYNTHESIS_QUEUE in queues:
+        runtime.take_streams(settings.TTS_SYNTHESIS_QUEUE, settings.TTS_WORKER_STREAMS, settings.TTS_JOB_START_TIMEOUT)
 
 
 @signals.worker_shutting_down.connect
@@ -203,3 +219,17 @@ def _drain(**_: object) -> None:
 
     if _runtime is not None:
         _runtime.begin_drain(settings.TTS_WORKER_DRAIN_SECONDS)
+
+
+@signals.worker_shutdown.connect
+def _wait_for_streams(**_: object) -> None:
+    """Celery waits for its own tasks only: let running streams finish (or be ended at the drain
+    deadline, with an error to their clients) before the process exits."""
+    from django.conf import settings
+
+    if _runtime is not None and _runtime.streams is not None:
+        _runtime.streams.stop_taking()
+        if _runtime.drain_deadline is None:
+            _runtime.begin_drain(settings.TTS_WORKER_DRAIN_SECONDS)
+        if not _runtime.streams.wait_idle(settings.TTS_WORKER_DRAIN_SECONDS + 2 * HEARTBEAT_INTERVAL_S + 3):
+            log.warning("%d streams still running at exit", _runtime.streams.running)

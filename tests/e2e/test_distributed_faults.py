@@ -1,5 +1,5 @@
 """Distributed mode under faults: a killed worker, a client that leaves, a Redis restart,
-a worker told to stop. Each case ends in a complete stream or a clear error, never a hang.
+a worker told to stop, a stream no worker takes in time. Each case ends in a complete stream or a clear error, never a hang.
 
 These tests break things, so they get their own stack: a private Redis, a fresh
 PostgreSQL database, features in the session's S3 server, Daphne and one worker.
@@ -46,6 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, fault_r
         "TTS_DATABASE_URL": database.url,
         "TTS_FEATURE_STORE": "s3://tts-faults/features",
         "TTS_WORKER_DRAIN_SECONDS": "6",
+        "TTS_JOB_START_TIMEOUT": "5",
     }
     server = start_server(tmp_path_factory.mktemp("fault-stack"), mode="distributed", extra_env=env, workers=1)
     try:
@@ -171,3 +172,36 @@ def test_sigterm_ends_a_stream_that_outlives_the_drain_bound_with_an_error(healt
     assert time.monotonic() - stopped_at < 6 + 3
     stream.ws.close()
     worker.wait(timeout=30)
+
+
+def test_a_stream_no_worker_takes_in_time_is_an_error_and_is_never_spoken_late(healthy: RunningServer,
+                                                                              fault_redis: RedisServer) -> None:
+    """Only a clone worker runs: the stream waits in its queue, the client gets an error after
+    TTS_JOB_START_TIMEOUT (5 s here), and a stream worker that starts later drops the stale job."""
+    client = redis.Redis.from_url(fault_redis.url)
+    queue = keys.stream_queue("synthesis")
+    healthy.kill_workers()
+    try:
+        healthy.start_worker(queues="clone")
+        healthy.wait_for_workers(1)
+        stream = RunningStream(healthy)
+        deadline = time.monotonic() + 5
+        while client.llen(queue) == 0:  # a clone worker does not take streams
+            assert time.monotonic() < deadline, "the stream never reached its queue"
+            time.sleep(0.05)
+        message = stream.next_message(timeout=15)
+        assert message.get("error") is True and "no synthesis worker took" in message["message"], message
+        assert client.llen(queue) == 1
+        stream.ws.close()
+
+        healthy.start_worker()  # serves synthesis: finds the stale job first, and drops it
+        healthy.wait_for_workers(2)
+        deadline = time.monotonic() + 15
+        while client.llen(queue):
+            assert time.monotonic() < deadline, "the stale job was never taken off its queue"
+            time.sleep(0.05)
+        time.sleep(1.5)  # a job that had started would be listed by the next heartbeat
+        assert client.zcard(keys.ACTIVE_JOBS) == 0
+        _complete(stream_tts(healthy.ws, PARAMS, ["好的。"]))
+    finally:
+        healthy.kill_workers()

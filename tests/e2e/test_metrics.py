@@ -132,8 +132,8 @@ def test_gauges_of_each_mode(server: RunningServer, voice: str) -> None:
     if server.mode == "distributed":
         assert get(samples, "tts_redis_up") == 1
         assert get(samples, "tts_live_workers") == 2
-        assert ("tts_celery_queue_depth", frozenset({("queue", "synthesis")})) in samples
-        assert ("tts_celery_queue_depth", frozenset({("queue", "clone")})) in samples
+        assert ("tts_queue_depth", frozenset({("queue", "synthesis")})) in samples
+        assert ("tts_queue_depth", frozenset({("queue", "clone")})) in samples
     else:
         assert ("tts_live_workers", frozenset()) not in samples
 

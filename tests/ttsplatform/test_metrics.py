@@ -149,7 +149,7 @@ def test_a_scrape_without_redis_answers_quickly(settings) -> None:
         metrics.REDIS_GAUGES.snapshot = None
     assert time.monotonic() - started < metrics.REDIS_SCRAPE_TIMEOUT_S + 1
     assert "tts_redis_up 0.0" in text
-    assert "tts_live_workers" not in text and "tts_celery_queue_depth" not in text
+    assert "tts_live_workers" not in text and "tts_queue_depth" not in text
 
 
 def test_embedded_scrapes_have_no_distributed_gauges() -> None:
