@@ -228,8 +228,7 @@ def _wait_for_streams(**_: object) -> None:
     from django.conf import settings
 
     if _runtime is not None and _runtime.streams is not None:
-        _runtime.streams.stop_taking()
-        if _runtime.drain_deadline is None:
+        if _runtime.drain_deadline is None:  # stops taking streams, too
             _runtime.begin_drain(settings.TTS_WORKER_DRAIN_SECONDS)
         if not _runtime.streams.wait_idle(settings.TTS_WORKER_DRAIN_SECONDS + 2 * HEARTBEAT_INTERVAL_S + 3):
             log.warning("%d streams still running at exit", _runtime.streams.running)
