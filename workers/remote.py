@@ -105,22 +105,18 @@ async def live_workers() -> int:
 
 async def start_remote_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str) -> RemoteJob:
     try:
-        workers = await live_workers()
+        if await live_workers() == 0:
+            raise SynthesisFailed("no synthesis worker is running; please retry shortly")
+        slots.take()
+        try:
+            # One round trip on this loop; workers drop a job nobody took within TTS_JOB_START_TIMEOUT.
+            await stream_queue.enqueue(settings.TTS_SYNTHESIS_QUEUE, stream_queue.job_message(
+                job_id, request_as_dict(request), voice.as_dict(), reply_channel))
+        except BaseException:
+            slots.give_back()
+            raise
     except RedisError as exc:
         raise SynthesisFailed(f"the job queue is unreachable ({exc.__class__.__name__}); please retry") from None
-    if workers == 0:
-        raise SynthesisFailed("no synthesis worker is running; please retry shortly")
-    slots.take()
-    try:
-        # One round trip on this loop; workers drop a job nobody took within TTS_JOB_START_TIMEOUT.
-        await stream_queue.enqueue(settings.TTS_SYNTHESIS_QUEUE, stream_queue.job_message(
-            job_id, request_as_dict(request), voice.as_dict(), reply_channel))
-    except RedisError as exc:
-        slots.give_back()
-        raise SynthesisFailed(f"the job queue is unreachable ({exc.__class__.__name__}); please retry") from None
-    except BaseException:
-        slots.give_back()
-        raise
     return RemoteJob(job_id)
 
 

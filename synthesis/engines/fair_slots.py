@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from types import TracebackType
-from typing import Self
 
 from synthesis.engines.base import StopSignal, StreamStopped
 
@@ -71,11 +69,3 @@ class FairSlots:
             ticket.ready.set()
         else:
             self._free += 1
-
-    def __enter__(self) -> Self:
-        self.acquire()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()

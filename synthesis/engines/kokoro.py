@@ -379,29 +379,28 @@ class KokoroEngine:
         if getattr(self._background, "active", False):
             while self._foreground_runs or time.monotonic() - self._last_foreground < BACKGROUND_YIELD_S:
                 time.sleep(0.05)
-            with self._run_slots:
-                audio = self._session.run(None, feeds)[0]
+            audio = self._run(feeds, None)
         else:
             with self._foreground_lock:
                 self._foreground_runs += 1
             try:
-                audio = self._run_stoppable(feeds, stop)
+                audio = self._run(feeds, stop)
             finally:
                 with self._foreground_lock:
                     self._foreground_runs -= 1
                     self._last_foreground = time.monotonic()
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
-    def _run_stoppable(self, feeds: dict[str, np.ndarray], stop: StopSignal | None) -> np.ndarray:
-        """One model run that ``stop`` aborts, whether it is queued for a slot or running."""
-        if stop is None:
-            with self._run_slots:
-                return self._session.run(None, feeds)[0]
-        import onnxruntime as ort
+    def _run(self, feeds: dict[str, np.ndarray], stop: StopSignal | None) -> np.ndarray:
+        """One model run in a slot; ``stop`` aborts it whether it is queued for the slot or running."""
+        run_options = None
+        forget: Callable[[], None] = lambda: None
+        if stop is not None:
+            import onnxruntime as ort
 
-        run_options = ort.RunOptions()
-        # ONNX Runtime checks the flag between operators: a stopped run ends within one op.
-        forget = stop.on_set(lambda: setattr(run_options, "terminate", True))
+            run_options = ort.RunOptions()
+            # ONNX Runtime checks the flag between operators: a stopped run ends within one op.
+            forget = stop.on_set(lambda: setattr(run_options, "terminate", True))
         try:
             self._run_slots.acquire(stop)  # a stream stopped while it queues leaves the queue
             try:
@@ -409,7 +408,7 @@ class KokoroEngine:
             finally:
                 self._run_slots.release()
         except Exception:
-            if stop.is_set():
+            if stop is not None and stop.is_set():
                 raise StreamStopped() from None
             raise
         finally:
