@@ -100,9 +100,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
             if self.job is None:
                 if "req_params" not in message:
                     raise ProtocolError("send {\"req_params\": {...}} first")
-                await self._start(message["req_params"])
-                if "text" in message or "done" in message:
-                    await self._feed(message)
+                await self._start(message)
             else:
                 if "req_params" in message:
                     raise ProtocolError("a request is already running on this connection")
@@ -113,9 +111,13 @@ class TtsConsumer(AsyncWebsocketConsumer):
             log.exception("unexpected error in /tts")
             await self._fail(SynthesisFailed("internal server error"))
 
-    async def _start(self, raw_params: Any) -> None:
+    async def _start(self, message: dict[str, Any]) -> None:
+        """Start a request; text sent with its req_params goes to the job as it starts."""
         assert self.caller is not None
-        request = protocol.parse_req_params(raw_params)
+        request = protocol.parse_req_params(message["req_params"])
+        has_text = "text" in message or "done" in message
+        text, done = protocol.parse_text_message(message) if has_text else ("", False)
+        self._check_length(len(text))
         voice = await self._voice(request.prompt_id)
         request_id = str(uuid.uuid4())
         logs.request_id.set(request_id)  # this request's log lines (the consumer's task, its threads)
@@ -124,7 +126,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
         if lease:
             await quotas.counters().acquire_stream(tenant_id, request_id, self.quota.max_concurrent_streams)
         try:
-            job = await start_job(request_id, request, voice, self.channel_name)
+            await quotas.take_characters(tenant_id, self.quota, len(text))
+            job = await start_job(request_id, request, voice, self.channel_name, text, done)
         except BaseException:
             if lease:
                 await quotas.counters().release_stream(tenant_id, request_id)
@@ -132,12 +135,14 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.request = request
         self.request_id = request_id
         self.expected_index = 0
-        self.text_chars = 0
-        self.text_done = False
+        self.text_chars = len(text)
+        self.text_done = done
         self.job = job
-        self.metered = {"tenant": tenant_id, "lease": lease, "characters": 0, "audio_seconds": 0.0,
+        self.metered = {"tenant": tenant_id, "lease": lease, "characters": len(text), "audio_seconds": 0.0,
                         "refreshed": time.monotonic()}
         self.observed = metrics.stream_started()
+        if has_text:
+            self.observed.text(len(text), done)
 
     async def _voice(self, prompt_id: str) -> VoiceRef:
         try:
@@ -157,9 +162,8 @@ class TtsConsumer(AsyncWebsocketConsumer):
             if text:
                 raise ProtocolError("text after done: wait for is_end before starting a new request")
             return
+        self._check_length(self.text_chars + len(text))
         self.text_chars += len(text)
-        if self.text_chars > settings.TTS_MAX_TEXT_CHARS:
-            raise ProtocolError(f"text exceeds {settings.TTS_MAX_TEXT_CHARS} characters in one request")
         assert self.caller is not None and self.metered is not None
         await quotas.take_characters(self.caller.tenant.id, self.quota, len(text))
         self.metered["characters"] += len(text)
@@ -170,6 +174,11 @@ class TtsConsumer(AsyncWebsocketConsumer):
         except queue.Full:
             raise ProtocolError("too many text messages in one request") from None
         self.text_done = done
+
+    @staticmethod
+    def _check_length(chars: int) -> None:
+        if chars > settings.TTS_MAX_TEXT_CHARS:
+            raise ProtocolError(f"text exceeds {settings.TTS_MAX_TEXT_CHARS} characters in one request")
 
     # --- job -> server -> client -------------------------------------------------------
 

@@ -20,11 +20,15 @@ class Job(Protocol):
     def finished(self) -> None: ...
 
 
-async def start_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str) -> Job:
+async def start_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str, text: str = "",
+                    done: bool = False) -> Job:
+    """``text``/``done``: the request's first text, when the client sent it with the request
+    (a job that starts with its text speaks at once: in distributed mode it saves the job a
+    round trip to Redis and the wait for its text stream)."""
     if settings.DISTRIBUTED:
         from workers.remote import start_remote_job
 
-        return await start_remote_job(job_id, request, voice, reply_channel)
+        return await start_remote_job(job_id, request, voice, reply_channel, text, done)
     from workers.embedded import start_embedded_job
 
-    return start_embedded_job(job_id, request, voice, reply_channel)
+    return start_embedded_job(job_id, request, voice, reply_channel, text, done)

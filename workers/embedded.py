@@ -37,13 +37,15 @@ class EmbeddedJob:
         pass
 
 
-def start_embedded_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str) -> EmbeddedJob:
+def start_embedded_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str, text: str = "",
+                       done: bool = False) -> EmbeddedJob:
     """Start a job in the stream pool (call from the event loop).
 
     The pool has one thread per allowed stream and no queue, so a stream over
     TTS_MAX_STREAMS is refused with ServerBusy, never queued silently.
     """
     inbox = TextInbox(capacity=settings.TTS_MAX_TEXT_CHARS + 2)
+    inbox.put(text, done)
     sink = ChannelLayerSink(get_channel_layer(), reply_channel, asyncio.get_running_loop(), job_id, inbox.cancelled)
     pool("stream").submit(lambda: run_job(job_id, request, voice, inbox, sink))
     return EmbeddedJob(job_id, inbox)

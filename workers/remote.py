@@ -103,15 +103,15 @@ async def live_workers() -> int:
     return await async_redis().zcount(keys.WORKERS, time.time(), "+inf")
 
 
-async def start_remote_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str) -> RemoteJob:
+async def start_remote_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str, text: str = "",
+                           done: bool = False) -> RemoteJob:
     try:
-        if await live_workers() == 0:
-            raise SynthesisFailed("no synthesis worker is running; please retry shortly")
         slots.take()
         try:
             # One round trip on this loop; workers drop a job nobody took within TTS_JOB_START_TIMEOUT.
-            await stream_queue.enqueue(settings.TTS_SYNTHESIS_QUEUE, stream_queue.job_message(
-                job_id, request_as_dict(request), voice.as_dict(), reply_channel))
+            if not await stream_queue.enqueue(settings.TTS_SYNTHESIS_QUEUE, stream_queue.job_message(
+                    job_id, request_as_dict(request), voice.as_dict(), reply_channel, text, done)):
+                raise SynthesisFailed("no synthesis worker is running; please retry shortly")
         except BaseException:
             slots.give_back()
             raise

@@ -3,12 +3,21 @@
 The same sink serves both modes: embedded jobs send through the in-memory layer on
 the server's event loop, remote jobs through the Redis layer on the worker's loop.
 Every event names its job, so a consumer can drop strays from an earlier request.
+
+Sends are pipelined: the job thread hands an event to the loop and goes on speaking
+while it is delivered (a Redis round trip per chunk would otherwise delay every next
+clause). Events still go out one at a time, in order, and at most ``MAX_IN_FLIGHT`` wait
+on the loop: beyond that, and at the end of the job, the thread waits for delivery.
+A delivery that fails fails the job thread's next call, and no later event is sent,
+so the consumer never sees a gap.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -16,6 +25,10 @@ from channels.layers import BaseChannelLayer
 
 #: how long one event may wait for room in a full channel before the job gives up
 SEND_TIMEOUT_S = 30.0
+#: events handed to the loop and not yet delivered, at most, before the job thread waits
+MAX_IN_FLIGHT = 4
+#: how often a delivery looks again at a full channel
+FULL_RETRY_S = 0.02
 
 
 class ChannelLayerSink:
@@ -28,23 +41,46 @@ class ChannelLayerSink:
         self.cancelled = cancelled
         #: time.monotonic() of the last event delivered (a heartbeat is only needed after a quiet spell)
         self.last_sent = 0.0
+        self._in_flight: collections.deque[Future[None]] = collections.deque()
+        self._order: asyncio.Lock | None = None  # created and used on the loop only
+        self._failure: BaseException | None = None  # set on the loop: later events are not sent
 
-    def _send(self, event: dict[str, Any]) -> None:
-        """Blocking send; waits (bounded) while the client's channel is full instead of dropping."""
+    def _send(self, event: dict[str, Any], wait: bool = False) -> None:
+        """Hand ``event`` to the loop; ``wait``: return only once everything is delivered.
+        Raises the failure of an earlier delivery (ChannelFull: the client stopped reading)."""
         event["job"] = self.job_id
-        deadline = time.monotonic() + SEND_TIMEOUT_S
-        while True:
-            future = asyncio.run_coroutine_threadsafe(self.layer.send(self.channel, event), self.loop)
+        self._settle(MAX_IN_FLIGHT - 1)
+        self._in_flight.append(asyncio.run_coroutine_threadsafe(self._deliver(event), self.loop))
+        self._settle(0 if wait else MAX_IN_FLIGHT)
+
+    def _settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` events are in flight; raise the first failure seen."""
+        while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0].done()):
+            self._in_flight.popleft().result(timeout=SEND_TIMEOUT_S + 5)
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        if self._order is None:
+            self._order = asyncio.Lock()
+        async with self._order:  # FIFO: events leave in the order the job handed them over
+            if self._failure is not None:
+                raise self._failure
+            deadline = time.monotonic() + SEND_TIMEOUT_S
             try:
-                future.result(timeout=SEND_TIMEOUT_S)
-                self.last_sent = time.monotonic()
-                return
-            except ChannelFull:
-                if self.cancelled.is_set() or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+                while True:  # a full channel: wait (bounded) for the client to read, never drop
+                    try:
+                        await self.layer.send(self.channel, event)
+                        break
+                    except ChannelFull:
+                        if self.cancelled.is_set() or time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(FULL_RETRY_S)
+            except BaseException as exc:
+                self._failure = exc
+                raise
+            self.last_sent = time.monotonic()
 
     def started(self) -> None:
+        """A worker has the job: marks it alive for the consumer (not waited for)."""
         self._send({"type": "tts.started"})
 
     def chunk(self, index: int, data_b64: str, seconds: float = 0.0) -> None:
@@ -52,7 +88,7 @@ class ChannelLayerSink:
         self._send({"type": "tts.chunk", "index": index, "data": data_b64, "seconds": round(seconds, 3)})
 
     def end(self, count: int) -> None:
-        self._send({"type": "tts.end", "count": count})
+        self._send({"type": "tts.end", "count": count}, wait=True)
 
     def error(self, message: str) -> None:
-        self._send({"type": "tts.error", "message": message})
+        self._send({"type": "tts.error", "message": message}, wait=True)

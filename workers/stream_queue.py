@@ -33,13 +33,26 @@ log = logging.getLogger(__name__)
 TAKE_BLOCK_S = 1.0
 
 
-def job_message(job_id: str, request: dict[str, Any], voice: dict[str, Any], reply_channel: str) -> str:
+def job_message(job_id: str, request: dict[str, Any], voice: dict[str, Any], reply_channel: str, text: str = "",
+                done: bool = False) -> str:
+    """``text``/``done``: the request's first text, if it came with the request (the rest
+    follows on the job's text stream)."""
     return json.dumps({"job_id": job_id, "request": request, "voice": voice, "reply_channel": reply_channel,
-                       "enqueued_at": time.time()})
+                       "text": text, "done": done, "enqueued_at": time.time()}, ensure_ascii=False)
 
 
-async def enqueue(queue: str, message: str) -> None:
-    await async_redis().rpush(keys.stream_queue(queue), message)
+#: RPUSH the job only while some worker is registered, in one round trip (a job queued
+#: with no worker alive would only time out, and its client should hear so at once)
+_ENQUEUE_IF_WORKERS = """
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf') == 0 then return 0 end
+return redis.call('RPUSH', KEYS[2], ARGV[2])
+"""
+
+
+async def enqueue(queue: str, message: str) -> bool:
+    """Queue a stream job; False (nothing queued) when no worker is registered."""
+    script = async_redis().register_script(_ENQUEUE_IF_WORKERS)
+    return bool(await script(keys=[keys.WORKERS, keys.stream_queue(queue)], args=[time.time(), message]))
 
 
 class StreamTaker:
@@ -115,6 +128,7 @@ class StreamTaker:
         try:
             job = json.loads(message)
             job_id, request, voice, reply_channel = job["job_id"], job["request"], job["voice"], job["reply_channel"]
+            text, done = str(job.get("text", "")), bool(job.get("done", False))
             waited = time.time() - float(job["enqueued_at"])
         except (ValueError, KeyError, TypeError) as exc:
             log.error("dropping a malformed stream job: %s", exc)
@@ -127,7 +141,8 @@ class StreamTaker:
         from workers.tasks import synthesize_stream
 
         self.running += 1
-        future = self.loop.run_in_executor(self.executor, synthesize_stream, job_id, request, voice, reply_channel)
+        future = self.loop.run_in_executor(self.executor, synthesize_stream, job_id, request, voice, reply_channel,
+                                             text, done)
 
         def done(fut: asyncio.Future[None]) -> None:
             self.running -= 1

@@ -36,16 +36,19 @@ PUMP_BLOCK_MS = 2000
 PUMP_EXIT_WAIT_S = 1.0
 
 
-def synthesize_stream(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
+def synthesize_stream(job_id: str, request: dict, voice: dict, reply_channel: str, text: str = "",
+                      done: bool = False) -> None:
     """Speak one stream, in a stream thread of the worker (workers/stream_queue.py takes it
-    off the queue). Never retried: a replay would repeat audio the client already has."""
+    off the queue), starting with ``text`` (the text that came with the request).
+    Never retried: a replay would repeat audio the client already has."""
     with logs.bound(request=job_id, job=job_id):  # the job id is the /tts request id
-        _synthesize(job_id, request, voice, reply_channel)
+        _synthesize(job_id, request, voice, reply_channel, text, done)
 
 
-def _synthesize(job_id: str, request: dict, voice: dict, reply_channel: str) -> None:
+def _synthesize(job_id: str, request: dict, voice: dict, reply_channel: str, text: str, done: bool) -> None:
     runtime = get_runtime()
     inbox = TextInbox(capacity=settings.TTS_MAX_TEXT_CHARS + 2)
+    inbox.put(text, done)
     sink = ChannelLayerSink(runtime.layer, reply_channel, runtime.loop, job_id, inbox.cancelled)
     runtime.add(RunningJob(job_id, inbox, sink))
     pump = asyncio.run_coroutine_threadsafe(pump_text(job_id, inbox, settings.TTS_WS_IDLE_TIMEOUT + 30), runtime.loop)

@@ -125,3 +125,33 @@ def test_a_connection_idle_for_15_s_stays_open_and_then_streams(server: RunningS
             messages.append(json.loads(ws.recv(timeout=60)))
     assert messages[-1].get("is_end") is True, messages[-1]
     assert [m["index"] for m in messages[:-1]] == list(range(len(messages) - 1))
+
+
+def _one_connection(ws_url: str, messages: list[dict]) -> list[dict]:
+    import json
+
+    from websockets.sync.client import connect
+
+    with connect(ws_url, open_timeout=10, max_size=None) as ws:
+        for message in messages:
+            ws.send(json.dumps(message, ensure_ascii=False))
+        replies = [json.loads(ws.recv(timeout=60))]
+        while not (replies[-1].get("is_end") or replies[-1].get("error")):
+            replies.append(json.loads(ws.recv(timeout=60)))
+    return replies
+
+
+def test_text_sent_with_req_params_is_spoken_like_text_sent_after_them(server: RunningServer, voice: str) -> None:
+    """The job starts with text that came in the req_params message (no wait for it)."""
+    import base64
+
+    params = {"prompt_id": voice, "audio_format": "pcm", "sample_rate": 16000}
+    usual = stream_tts(server.ws, params, [ZH], final_text=EN)
+    assert not usual.errors and usual.end is not None
+    for messages in ([{"req_params": params, "text": ZH, "done": False}, {"text": EN, "done": True}],
+                     [{"req_params": params, "text": ZH + EN, "done": True}]):
+        replies = _one_connection(server.ws, messages)
+        assert replies[-1].get("is_end") is True, replies[-1]
+        audio = [r for r in replies if not r["is_end"]]
+        assert [r["index"] for r in audio] == list(range(len(audio))) and replies[-1]["index"] == len(audio)
+        assert b"".join(base64.b64decode(r["data"]) for r in audio) == b"".join(usual.chunks())
