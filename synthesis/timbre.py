@@ -23,7 +23,7 @@ BANDS = 28
 _LOW_HZ = 80.0
 _HIGH_HZ = 7600.0
 #: the correction never exceeds this, either way (a prompt's oddities are not worth distortion)
-MAX_CORRECTION_DB = 10.0
+MAX_CORRECTION_DB = 18.0
 #: taps of the filter at the engine's rate (linear phase: half of it is the delay, taken back)
 FILTER_TAPS = 511
 

@@ -29,6 +29,8 @@ from synthesis.engines.kokoro_refine import refine as refine_style
 from synthesis.g2p import G2P
 from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
+from synthesis.timbre import BANDS as TIMBRE_BANDS
+from synthesis.timbre import MAX_CORRECTION_DB, Equaliser, correction, long_term_spectrum
 from ttsplatform.atomic_files import atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,11 @@ PITCH_FACTOR_RANGE = (0.75, 1.33)
 SPEED_RANGE = (0.8, 1.25)
 _KOKORO_SPEED_RANGE = (0.5, 2.0)
 _TOTAL_PITCH_RANGE = (0.6, 1.7)  # clone factor x instruct factor
+#: Timbre correction strengths tried at clone time (0, none, is always a candidate); the one
+#: whose rendition of the transcript is most similar to the prompt wins.
+TIMBRE_STRENGTHS = (0.5, 1.0, 1.5)
+#: similarity a correction must gain over the plain voice to be used
+TIMBRE_MIN_GAIN = 0.005
 #: Bump when the way reference embeddings are computed changes.
 _REFERENCE_VERSION = "2"
 
@@ -282,6 +289,12 @@ class KokoroEngine:
             prompt_active = _active_seconds(prompt, sample_rate)
             if prompt_active > 0:
                 speed = _clip(_active_seconds(reference, SAMPLE_RATE) / prompt_active, SPEED_RANGE)
+        # The same speech as the stream would shape it (pitch), then its timbre towards the prompt's.
+        shaped = play_faster(reference, SAMPLE_RATE, pitch_factor)
+        timbre_db, timbre_meta, shaped = self._fit_timbre(prompt, sample_rate, embedding, shaped)
+        arrays = {"style": style, "prompt_embedding": embedding.astype(np.float32)}
+        if timbre_db is not None:
+            arrays["timbre_db"] = timbre_db
         meta = {
             "engine": self.name,
             "feature_version": self.feature_version,
@@ -291,10 +304,36 @@ class KokoroEngine:
             "prompt_f0_hz": round(prompt_f0, 1) if prompt_f0 else None,
             "voice_f0_hz": round(voice_f0, 1) if voice_f0 else None,
             "similarity": round(similarity, 4) if similarity is not None else None,
+            **timbre_meta,
             # Loudness: the transcript spoken above against the prompt (refinement redoes it).
-            **loudness_meta(prompt, sample_rate, reference, SAMPLE_RATE),
+            **loudness_meta(prompt, sample_rate, shaped, SAMPLE_RATE),
         }
-        return Features(meta=meta, arrays={"style": style, "prompt_embedding": embedding.astype(np.float32)})
+        return Features(meta=meta, arrays=arrays)
+
+    def _fit_timbre(self, prompt: np.ndarray, sample_rate: int, prompt_embedding: np.ndarray,
+                    spoken: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any], np.ndarray]:
+        """The timbre correction (synthesis/timbre.py) at the strength whose rendition of
+        ``spoken`` is most similar to the prompt; (None, ...) where no strength gains
+        TIMBRE_MIN_GAIN or there is no speaker encoder to tell. Returns the gains (dB per
+        band), what was measured, and ``spoken`` as corrected."""
+        if self._encoder is None:
+            return None, {}, spoken
+        try:
+            full = correction(long_term_spectrum(prompt, sample_rate), long_term_spectrum(spoken, SAMPLE_RATE),
+                              sample_rate)
+            plain_sim = _cosine(prompt_embedding, self._encoder.embed(spoken, SAMPLE_RATE))
+        except ValueError:  # too short to measure
+            return None, {}, spoken
+        best: tuple[float, float, np.ndarray | None, np.ndarray] = (0.0, plain_sim, None, spoken)
+        for strength in TIMBRE_STRENGTHS:
+            gains = np.clip(strength * full, -MAX_CORRECTION_DB, MAX_CORRECTION_DB).astype(np.float32)
+            corrected = Equaliser(gains, SAMPLE_RATE)(spoken)
+            sim = _cosine(prompt_embedding, self._encoder.embed(corrected, SAMPLE_RATE))
+            if sim > best[1] and sim >= plain_sim + TIMBRE_MIN_GAIN:
+                best = (strength, sim, gains, corrected)
+        strength, sim, gains, corrected = best
+        meta = {"timbre": {"strength": strength, "sim_plain": round(plain_sim, 4), "sim": round(sim, 4)}}
+        return gains, meta, corrected
 
     def check_features(self, features: Features) -> tuple[np.ndarray, float, float]:
         """(style, pitch_factor, speed) of valid features; ValueError otherwise."""
@@ -306,6 +345,11 @@ class KokoroEngine:
             raise ValueError(f"features 'style' must be float32 {STYLE_SHAPE}, got {got}")
         if not np.all(np.isfinite(style)):
             raise ValueError("features 'style' contains NaN or infinite values")
+        timbre = features.arrays.get("timbre_db")
+        if timbre is not None and (
+                timbre.shape != (TIMBRE_BANDS,) or not np.issubdtype(timbre.dtype, np.floating)
+                or not np.all(np.abs(timbre) <= MAX_CORRECTION_DB + 1e-3)):
+            raise ValueError(f"features 'timbre_db' must be {TIMBRE_BANDS} floats within ±{MAX_CORRECTION_DB:g} dB")
         emb = features.arrays.get("prompt_embedding")
         if emb is not None and (emb.shape != (256,) or not np.issubdtype(emb.dtype, np.floating)):
             raise ValueError(f"features 'prompt_embedding' must be float (256,), got {emb.shape} {emb.dtype}")
@@ -334,14 +378,16 @@ class KokoroEngine:
                stop: StopSignal | None = None) -> Iterator[np.ndarray]:
         self.load()
         style, pitch_factor, speed = self.check_features(features)
+        timbre = features.arrays.get("timbre_db")
+        equalise = Equaliser(timbre, SAMPLE_RATE) if timbre is not None else None
         params = with_output_gain(parse_instruct(instruct), features)
         if params.ignored:
             log.info("instruct: ignored %s", list(params.ignored))
-        return self._stream(clauses, style, pitch_factor, speed, params, stop)
+        return self._stream(clauses, style, pitch_factor, speed, params, stop, equalise)
 
     def _stream(
         self, clauses: Iterable[str], style: np.ndarray, pitch_factor: float, speed: float, params: InstructParams,
-        stop: StopSignal | None,
+        stop: StopSignal | None, equalise: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Iterator[np.ndarray]:
         pitch = _clip(pitch_factor * params.pitch, _TOTAL_PITCH_RANGE)
         tempo = speed * params.speed
@@ -354,6 +400,8 @@ class KokoroEngine:
                 audio = trim_clause(audio, SAMPLE_RATE)
                 if not len(audio):
                     continue
+                if equalise is not None:
+                    audio = equalise(audio)
                 audio = apply_gain(audio, params.volume)
                 if i == len(chunks) - 1 and _SENTENCE_FINAL.search(clause):
                     audio = np.concatenate([audio, np.zeros(_SENTENCE_PAUSE, np.float32)])

@@ -14,6 +14,8 @@ import soxr
 from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
 from synthesis.engines.kokoro import MAX_TOKENS, STYLE_SHAPE, KokoroEngine, apply_gain, split_phonemes
 from synthesis.pitch import median_f0
+from synthesis.timbre import BANDS as TIMBRE_BANDS
+from synthesis.timbre import Equaliser, long_term_spectrum
 
 SR = 24000
 VOICES = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
@@ -260,6 +262,9 @@ def test_features_round_trip(engine: KokoroEngine) -> None:
         {"meta": {"feature_version": "kokoro-0"}},
         {"meta": {"pitch_factor": 3.0}},
         {"meta": {"speed": "fast"}},
+        {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.zeros(5, np.float32)}},
+        {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, 40.0, np.float32)}},
+        {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, np.nan, np.float32)}},
     ],
 )
 def test_invalid_features_raise(engine: KokoroEngine, change: dict) -> None:
@@ -299,3 +304,34 @@ def test_second_engine_reuses_model_and_reference_cache(engine: KokoroEngine, da
     assert cache.stat().st_mtime_ns == mtime
     for name in VOICES:
         assert np.array_equal(other._voice_embeddings[name], engine._voice_embeddings[name])
+
+
+def test_cloning_matches_a_coloured_prompts_timbre_where_that_raises_similarity(engine: KokoroEngine) -> None:
+    """A stock voice heard through a coloured channel (bass cut, presence boost): the clone
+    takes a correction that follows the colouring, keeps it only because it is more similar
+    to the prompt, and speaks with a long-term spectrum closer to the prompt's."""
+    colour = np.interp(np.arange(TIMBRE_BANDS), [0, 8, 18, 27], [-12.0, -4.0, 8.0, 4.0])
+    colour -= colour.mean()
+    stock = engine.stock_features("jm_kumo")
+    prompt = Equaliser(colour, SR)(engine.synthesize(CLONE_TEXT, stock))
+    features = engine.extract_features(prompt, SR, CLONE_TEXT)
+    measured = features.meta["timbre"]
+    assert measured["strength"] > 0, measured
+    assert measured["sim"] >= measured["sim_plain"] + 0.005, measured
+    gains = features.arrays["timbre_db"]
+    assert gains.shape == (TIMBRE_BANDS,) and np.corrcoef(gains, colour)[0, 1] > 0.7, gains
+    engine.check_features(Features.from_bytes(features.to_bytes()))
+
+    held_out = "我们明天早上九点在学校门口见面。"
+    plain = Features(meta=dict(features.meta), arrays={k: v for k, v in features.arrays.items() if k != "timbre_db"})
+    target = long_term_spectrum(prompt, SR)
+    distance = {name: np.abs(long_term_spectrum(engine.synthesize(held_out, f), SR) - target).mean()
+                for name, f in (("corrected", features), ("plain", plain))}
+    assert distance["corrected"] < 0.75 * distance["plain"], distance
+
+
+def test_cloning_a_plain_stock_voice_needs_no_timbre_correction(engine: KokoroEngine) -> None:
+    prompt = engine.synthesize(CLONE_TEXT, engine.stock_features("jf_alpha"))
+    features = engine.extract_features(prompt, SR, CLONE_TEXT)
+    gains = features.arrays.get("timbre_db")
+    assert gains is None or np.abs(gains).max() < 6.0, gains
