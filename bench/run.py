@@ -667,7 +667,8 @@ def save_results(results: dict[str, Any], results_dir: Path, name: str, table: s
     """``<name>.json`` (atomically), the markdown table and the plots; prints the table."""
     results_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": results_dir / f"{name}.json"}
-    atomic_write(paths["json"], json.dumps(results, indent=1, ensure_ascii=False).encode("utf-8"))
+    # Results are for sharing (committed, published): readable by all, as the PNGs and tables are.
+    atomic_write(paths["json"], json.dumps(results, indent=1, ensure_ascii=False).encode("utf-8"), mode=0o644)
     paths["table"] = results_dir / table_file
     paths["table"].write_text(table)
     if plots is not None:

@@ -11,11 +11,14 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """Yield a temp file beside ``path``; on a clean exit it is synced and renamed into place."""
+def atomic_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yield a temp file beside ``path``; on a clean exit it is synced and renamed into place.
+    ``mode``: the file's permissions (private by default: voices and prompts are tenants' data)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode != 0o600:  # mkstemp's own
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -27,8 +30,8 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     _fsync_dir(path.parent)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    with atomic_writer(path) as fh:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    with atomic_writer(path, mode) as fh:
         fh.write(data)
 
 
