@@ -335,3 +335,12 @@ def test_cloning_a_plain_stock_voice_needs_no_timbre_correction(engine: KokoroEn
     features = engine.extract_features(prompt, SR, CLONE_TEXT)
     gains = features.arrays.get("timbre_db")
     assert gains is None or np.abs(gains).max() < 6.0, gains
+
+
+def test_lone_voices_tried_are_the_blends_most_similar_members() -> None:
+    scores = np.array([0.50, 0.62, 0.55, 0.40, 0.60])
+    blend = np.array([0.0, 0.5, 0.2, 0.0, 0.3])
+    lone = KokoroEngine._lone_voices(blend, scores)
+    assert [int(np.argmax(w)) for w in lone] == [1, 4]  # voice 2 is in the blend but less similar
+    assert all(w.sum() == 1.0 and np.count_nonzero(w) == 1 for w in lone)
+    assert KokoroEngine._lone_voices(np.array([0.0, 1.0, 0.0, 0.0, 0.0]), scores) == []  # already one voice
