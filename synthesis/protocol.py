@@ -1,12 +1,12 @@
 """The /tts wire protocol: parsing client messages and shaping server messages."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from synthesis.encoding import FORMATS, MODES
 from synthesis.exceptions import ProtocolError
+from ttsplatform.json_text import loads_text
 
 #: What a client may ask for is exactly what the encoders can make (one table, in encoding.py).
 AUDIO_FORMATS = tuple(FORMATS)
@@ -29,9 +29,9 @@ def decode_message(text: str | None) -> dict[str, Any]:
     if text is None:
         raise ProtocolError("binary frames are not supported; send JSON text frames")
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise ProtocolError("message is not valid JSON") from None
+        message = loads_text(text)
+    except ValueError as exc:
+        raise ProtocolError(f"message is not valid JSON Unicode text: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("message must be a JSON object")
     return message

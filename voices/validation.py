@@ -1,10 +1,10 @@
 """Strict request schemas for the REST endpoints: the first problem is reported, clearly."""
 from __future__ import annotations
 
-import json
 import unicodedata
 from typing import Any
 
+from ttsplatform.json_text import loads_text
 from voices.exceptions import InvalidRequest
 
 MAX_PROMPT_ID_CHARS = 128
@@ -16,9 +16,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidRequest("request body must be a JSON object")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+        data = loads_text(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest(f"request body is not valid JSON Unicode text: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
     return data

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import wave
 
 import httpx
@@ -103,6 +104,16 @@ def test_bad_clone_requests_get_a_clear_json_error(server: RunningServer, body: 
     payload = r.json()
     assert payload["error"] is True and payload["message"]
     assert "x" not in httpx.get(f"{server.http}/speakers").json()
+
+
+def test_a_lone_surrogate_in_a_clone_is_refused(server: RunningServer, prompt_wavs: dict[str, bytes]) -> None:
+    """Valid JSON (json.dumps escapes it), not Unicode text: nothing could store it."""
+    body = {"prompt_id": "lone-surrogate", "prompt_text": "Hello \ud800 there.",
+            "prompt_audio": _b64(prompt_wavs["jf_alpha"])}
+    r = httpx.post(f"{server.http}/clone", content=json.dumps(body).encode("ascii"),
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 400 and "surrogate" in r.json()["message"], r.text
+    assert "lone-surrogate" not in httpx.get(f"{server.http}/speakers").json()
 
 
 @pytest.mark.parametrize(

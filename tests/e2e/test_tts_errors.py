@@ -53,6 +53,23 @@ def test_bad_text_message_mid_stream(server: RunningServer, voice: str) -> None:
     assert reply["error"] is True and code == 4400
 
 
+@pytest.mark.parametrize("where", ["text", "prompt_id", "instruct_text", "with req_params"])
+def test_text_that_is_not_unicode_is_refused(server: RunningServer, voice: str, where: str) -> None:
+    """JSON can carry a lone surrogate (an escaped half of a UTF-16 pair): not text, and
+    nothing downstream (Redis, the database, the G2P) can encode it."""
+    lone = "\\ud800"  # the six characters backslash-u-d-8-0-0 inside the JSON text
+    params = f'{{"prompt_id": "{voice}"}}'
+    frames = {
+        "text": [f'{{"req_params": {params}}}', f'{{"text": "abc{lone}", "done": true}}'],
+        "prompt_id": [f'{{"req_params": {{"prompt_id": "x{lone}"}}}}'],
+        "instruct_text": [f'{{"req_params": {{"prompt_id": "{voice}", "instruct_text": "slow{lone}"}}}}'],
+        "with req_params": [f'{{"req_params": {params}, "text": "{lone}", "done": true}}'],
+    }[where]
+    reply, code = _first_reply(server, *frames)
+    assert reply["error"] is True and "unicode" in reply["message"].lower(), reply
+    assert code == 4400
+
+
 def test_server_still_serves_after_bad_input(server: RunningServer, voice: str) -> None:
     for _ in range(3):
         _first_reply(server, "garbage")
