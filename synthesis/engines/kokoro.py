@@ -85,6 +85,24 @@ BACKGROUND_YIELD_S = 0.5
 _LIMIT_CEILING = 0.99
 
 
+@dataclass(frozen=True)
+class _Prompt:
+    """What cloning measures of the prompt once, for every candidate voice."""
+
+    rate: int
+    embedding: np.ndarray
+    f0: float | None
+    active_s: float  # speech time; 0 when the transcript is not spoken (no rate to match)
+    spectrum: np.ndarray | None  # long-term spectrum (synthesis/timbre.py); None: too short
+
+
+def _spectrum_or_none(audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+    try:
+        return long_term_spectrum(audio, sample_rate)
+    except ValueError:
+        return None
+
+
 @dataclass
 class _VoiceFit:
     """One candidate voice for a clone, fitted to the prompt (KokoroEngine._fit_voice)."""
@@ -297,11 +315,16 @@ class KokoroEngine:
 
         use_transcript = bool(self._g2p.phonemize(text or ""))
         spoken_text = text if use_transcript else _PITCH_SENTENCE
-        fit = self._fit_voice(prompt, sample_rate, embedding, prompt_f0, weights, spoken_text, use_transcript)
+        # Measured once for every candidate voice: its speech time (rate needs the transcript)
+        # and its long-term spectrum (the timbre correction needs a speaker encoder to judge it).
+        target = _Prompt(sample_rate, embedding, prompt_f0,
+                         _active_seconds(prompt, sample_rate) if use_transcript else 0.0,
+                         _spectrum_or_none(prompt, sample_rate) if self._encoder is not None else None)
+        fit = self._fit_voice(target, weights, spoken_text)
         if self._encoder is not None and fit.sim is not None:
             blend_sim = fit.sim
             for alone in self._lone_voices(weights, scores):
-                other = self._fit_voice(prompt, sample_rate, embedding, prompt_f0, alone, spoken_text, use_transcript)
+                other = self._fit_voice(target, alone, spoken_text)
                 if other.sim is not None and other.sim >= blend_sim + LONE_VOICE_MIN_GAIN and other.sim > fit.sim:
                     fit = other
         arrays = {"style": fit.style, "prompt_embedding": embedding.astype(np.float32)}
@@ -336,48 +359,44 @@ class KokoroEngine:
                 out.append(alone)
         return out
 
-    def _fit_voice(self, prompt: np.ndarray, sample_rate: int, embedding: np.ndarray, prompt_f0: float | None,
-                   weights: np.ndarray, spoken_text: str, use_transcript: bool) -> _VoiceFit:
+    def _fit_voice(self, prompt: _Prompt, weights: np.ndarray, spoken_text: str) -> _VoiceFit:
         """Speak ``spoken_text`` with the voices mixed by ``weights``: its pitch and length,
-        measured as the prompt's are, give the pitch factor and the speaking rate; then its
-        timbre is fitted, and its similarity to the prompt measured."""
+        measured as the prompt's are, give the pitch factor and the speaking rate (when
+        ``spoken_text`` is the prompt's transcript); then its timbre is fitted, and its
+        similarity to the prompt measured."""
         style = np.einsum("v,vij->ij", weights, np.stack([self._voices[n] for n in self.stock_voices()]))
         style = style.astype(np.float32)
         reference = self._synth_plain(spoken_text, style, 1.0)
         voice_f0 = median_f0(reference, SAMPLE_RATE)
         pitch_factor = 1.0
-        if prompt_f0 and voice_f0:
-            pitch_factor = _clip(prompt_f0 / voice_f0, PITCH_FACTOR_RANGE)
+        if prompt.f0 and voice_f0:
+            pitch_factor = _clip(prompt.f0 / voice_f0, PITCH_FACTOR_RANGE)
         speed = 1.0
-        if use_transcript:
-            prompt_active = _active_seconds(prompt, sample_rate)
-            if prompt_active > 0:
-                speed = _clip(_active_seconds(reference, SAMPLE_RATE) / prompt_active, SPEED_RANGE)
+        if prompt.active_s > 0:
+            speed = _clip(_active_seconds(reference, SAMPLE_RATE) / prompt.active_s, SPEED_RANGE)
         # The same speech as the stream would shape it (pitch), then its timbre towards the prompt's.
         shaped = play_faster(reference, SAMPLE_RATE, pitch_factor)
-        timbre_db, timbre_meta, shaped = self._fit_timbre(prompt, sample_rate, embedding, shaped)
+        timbre_db, timbre_meta, shaped = self._fit_timbre(prompt, shaped)
         sim = timbre_meta["timbre"]["sim"] if timbre_meta else None
         return _VoiceFit(weights, style, pitch_factor, speed, voice_f0, timbre_db, timbre_meta, shaped, sim)
 
-    def _fit_timbre(self, prompt: np.ndarray, sample_rate: int, prompt_embedding: np.ndarray,
-                    spoken: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any], np.ndarray]:
+    def _fit_timbre(self, prompt: _Prompt, spoken: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any], np.ndarray]:
         """The timbre correction (synthesis/timbre.py) at the strength whose rendition of
         ``spoken`` is most similar to the prompt; (None, ...) where no strength gains
         TIMBRE_MIN_GAIN or there is no speaker encoder to tell. Returns the gains (dB per
         band), what was measured, and ``spoken`` as corrected."""
-        if self._encoder is None:
+        if self._encoder is None or prompt.spectrum is None:
             return None, {}, spoken
         try:
-            full = correction(long_term_spectrum(prompt, sample_rate), long_term_spectrum(spoken, SAMPLE_RATE),
-                              sample_rate)
-            plain_sim = _cosine(prompt_embedding, self._encoder.embed(spoken, SAMPLE_RATE))
+            full = correction(prompt.spectrum, long_term_spectrum(spoken, SAMPLE_RATE), prompt.rate)
+            plain_sim = _cosine(prompt.embedding, self._encoder.embed(spoken, SAMPLE_RATE))
         except ValueError:  # too short to measure
             return None, {}, spoken
         best: tuple[float, float, np.ndarray | None, np.ndarray] = (0.0, plain_sim, None, spoken)
         for strength in TIMBRE_STRENGTHS:
             gains = np.clip(strength * full, -MAX_CORRECTION_DB, MAX_CORRECTION_DB).astype(np.float32)
             corrected = Equaliser(gains, SAMPLE_RATE)(spoken)
-            sim = _cosine(prompt_embedding, self._encoder.embed(corrected, SAMPLE_RATE))
+            sim = _cosine(prompt.embedding, self._encoder.embed(corrected, SAMPLE_RATE))
             if sim > best[1] and sim >= plain_sim + TIMBRE_MIN_GAIN:
                 best = (strength, sim, gains, corrected)
         strength, sim, gains, corrected = best
