@@ -17,7 +17,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("request body must be a JSON object")
     try:
         data = loads_text(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:  # bad JSON, bad UTF-8 (UnicodeDecodeError) or a lone surrogate
         raise InvalidRequest(f"request body is not valid JSON Unicode text: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
