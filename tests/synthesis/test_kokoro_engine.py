@@ -12,8 +12,18 @@ import pytest
 import soxr
 
 from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
-from synthesis.engines.kokoro import MAX_TOKENS, STYLE_SHAPE, KokoroEngine, apply_gain, split_phonemes
+from synthesis.engines.kokoro import (
+    CROSS_LANGUAGE_STRENGTH,
+    MAX_TOKENS,
+    STYLE_SHAPE,
+    KokoroEngine,
+    apply_gain,
+    split_phonemes,
+)
+from synthesis.envelope import BANDS as ENVELOPE_BANDS
+from synthesis.envelope import EnvelopeConverter, prompt_envelopes
 from synthesis.pitch import median_f0
+from synthesis.speaker_embedding import cosine_similarity
 from synthesis.timbre import BANDS as TIMBRE_BANDS
 from synthesis.timbre import Equaliser, long_term_spectrum
 
@@ -250,6 +260,19 @@ def test_features_round_trip(engine: KokoroEngine) -> None:
     engine.check_features(again)
 
 
+GOOD_ENVELOPE = {"strength": 1.5, "warp": 1.1, "top_hz": 7600.0, "near_db": 2.0, "far_db": 4.0}
+
+
+def test_valid_envelope_features_are_accepted(engine: KokoroEngine) -> None:
+    good = engine.stock_features("jf_alpha")
+    frames = np.random.default_rng(0).normal(0, 6, (50, ENVELOPE_BANDS)).astype(np.float32)
+    features = Features(meta={**good.meta, "envelope": dict(GOOD_ENVELOPE)},
+                        arrays={**good.arrays, "envelope_frames": frames})
+    again = Features.from_bytes(features.to_bytes())
+    engine.check_features(again)
+    assert_speech(engine.synthesize("你好，世界。", again))
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -265,6 +288,17 @@ def test_features_round_trip(engine: KokoroEngine) -> None:
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.zeros(5, np.float32)}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, 40.0, np.float32)}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, np.nan, np.float32)}},
+        # envelope conversion: parameters and frames go together, each checked
+        {"meta": {"envelope": dict(GOOD_ENVELOPE)}},
+        {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "envelope_frames": np.zeros((50, ENVELOPE_BANDS))}},
+        *({"meta": {"envelope": {**GOOD_ENVELOPE, **bad}},
+           "arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "envelope_frames": np.zeros((50, ENVELOPE_BANDS))}}
+          for bad in ({"warp": 2.0}, {"strength": -1}, {"strength": "1"}, {"near_db": 5.0, "far_db": 1.0},
+                      {"top_hz": None}, {"language": "fr"})),
+        *({"meta": {"envelope": dict(GOOD_ENVELOPE)}, "arrays": {"style": np.zeros(STYLE_SHAPE, np.float32),
+                                                                "envelope_frames": frames}}
+          for frames in (np.zeros((50, ENVELOPE_BANDS - 1)), np.zeros((2, ENVELOPE_BANDS)),
+                         np.full((50, ENVELOPE_BANDS), np.inf), np.zeros((50, ENVELOPE_BANDS), np.int16))),
     ],
 )
 def test_invalid_features_raise(engine: KokoroEngine, change: dict) -> None:
@@ -344,3 +378,43 @@ def test_lone_voices_tried_are_the_blends_most_similar_members() -> None:
     assert [int(np.argmax(w)) for w in lone] == [1, 4]  # voice 2 is in the blend but less similar
     assert all(w.sum() == 1.0 and np.count_nonzero(w) == 1 for w in lone)
     assert KokoroEngine._lone_voices(np.array([0.0, 1.0, 0.0, 0.0, 0.0]), scores) == []  # already one voice
+
+
+def test_cloning_follows_a_prompt_whose_formants_are_moved(engine: KokoroEngine) -> None:
+    """A stock voice with its formants 18 % higher (a shorter vocal tract, pitch kept): the
+    clone converts its envelopes (warped up), and a sentence the prompt never said comes out
+    more similar to the prompt than the same clone without the conversion."""
+    stock = engine.stock_features("jm_kumo")
+    prompt = EnvelopeConverter(SR, None, 7600.0, warp=1.18)(engine.synthesize(CLONE_TEXT, stock))
+    features = engine.extract_features(prompt, SR, CLONE_TEXT)
+    envelope = features.meta.get("envelope")
+    assert envelope is not None, features.meta
+    assert envelope["warp"] >= 1.1 and envelope["sim"] >= envelope["sim_without"] + 0.01, envelope
+    frames = features.arrays["envelope_frames"]
+    assert frames.dtype == np.float32 and frames.shape[1] == ENVELOPE_BANDS
+    engine.check_features(Features.from_bytes(features.to_bytes()))
+
+    held_out = "我们明天早上九点在学校门口见面。"
+    without = Features(meta={k: v for k, v in features.meta.items() if k != "envelope"},
+                       arrays={k: v for k, v in features.arrays.items() if k != "envelope_frames"})
+    target = engine._encoder.embed(prompt, SR)
+    sim = {name: cosine_similarity(target, engine._encoder.embed(engine.synthesize(held_out, f), SR))
+           for name, f in (("converted", features), ("without", without))}
+    assert sim["converted"] > sim["without"], sim
+
+
+def test_clauses_in_another_language_than_the_prompts_are_matched_more_gently(engine: KokoroEngine) -> None:
+    stock = engine.stock_features("jf_alpha")
+    speech = engine.synthesize("The old lighthouse stood on the cliff for a century.", stock)
+    envelope_frames, _ = prompt_envelopes(speech, SR, SR)
+    features = Features(meta={**stock.meta, "envelope": {**GOOD_ENVELOPE, "strength": 2.0, "language": "en"}},
+                        arrays={**stock.arrays, "envelope_frames": envelope_frames})
+    convert = engine.envelope_converter(features)
+    assert convert is not None and convert.language == "en"
+    assert convert.same_language.strength == 2.0
+    assert convert.other_language.strength == pytest.approx(2.0 * CROSS_LANGUAGE_STRENGTH)
+    audio = engine.synthesize("他昨天去图书馆借了书。", stock)
+    assert np.array_equal(convert(audio, "他昨天去图书馆借了书。"), convert.other_language(audio))
+    assert np.array_equal(convert(audio, "He went to the library."), convert.same_language(audio))
+    assert np.array_equal(convert(audio, "，。"), convert.same_language(audio))  # no language: as the prompt's
+    assert not np.array_equal(convert.same_language(audio), convert.other_language(audio))
