@@ -21,7 +21,7 @@ in one STFT pass per clause:
 Envelopes come from cepstral smoothing of the log-magnitude spectrum (harmonics, the pitch,
 are smoothed away; the gain applied is smooth, so the harmonics and phase stay). Each clause
 is converted on its own (clauses are synthesised whole and begin and end in silence), at
-roughly 5-10 ms of CPU per second of audio.
+about 10-15 ms of CPU per second of audio on the 2-core machine.
 """
 from __future__ import annotations
 

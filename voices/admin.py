@@ -120,8 +120,8 @@ class ProvenanceFilter(admin.SimpleListFilter):
 
 @admin.register(Voice, site=site)
 class VoiceAdmin(StyledModelAdmin):
-    list_display = ("prompt_id", "tenant", "state", "engine", "source_kind", "prompt_seconds", "provenance",
-                    "created")
+    list_display = ("prompt_id", "tenant", "state", "similarity", "engine", "source_kind", "prompt_seconds",
+                    "provenance", "created")
     list_display_links = ("prompt_id",)
     list_filter = ("tenant", "state", "engine", SourceFilter, ProvenanceFilter)
     search_fields = ("prompt_id", "prompt_text", "provenance_note")
@@ -148,6 +148,10 @@ class VoiceAdmin(StyledModelAdmin):
     @admin.display(description="created (UTC)", ordering="created_at")
     def created(self, voice: Voice) -> str:
         return short_datetime(voice.created_at)
+
+    @admin.display(description="SIM")
+    def similarity(self, voice: Voice) -> str:
+        return "–" if voice.sim is None else f"{voice.sim:.3f}"
 
     @admin.display(description="source", ordering="source")
     def source_kind(self, voice: Voice) -> str:

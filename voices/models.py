@@ -52,3 +52,14 @@ class Voice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.prompt_id}"
+
+    @property
+    def sim(self) -> float | None:
+        """The similarity the voice reached: its rendition of the prompt's transcript against the
+        prompt (after refinement when refined); None when the engine does not measure it."""
+        metrics = self.metrics if isinstance(self.metrics, dict) else {}
+        for key in ("sim_after", "sim"):
+            value = metrics.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        return None

@@ -131,6 +131,7 @@ def describe_voice(voice: Voice) -> dict[str, object]:
         "prompt_id": voice.prompt_id,
         "state": voice.state,
         "similarity": metrics.get("similarity"),
+        "sim": voice.sim,
         "engine": voice.engine,
         "feature_version": voice.feature_version,
         "prompt_text": voice.prompt_text,

@@ -411,6 +411,8 @@ class KokoroEngine:
             "prompt_f0_hz": round(prompt_f0, 1) if prompt_f0 else None,
             "voice_f0_hz": round(fit.voice_f0, 1) if fit.voice_f0 else None,
             "similarity": round(similarity, 4) if similarity is not None else None,
+            # what the clone reached: the transcript as the voice speaks it, against the prompt
+            "sim": round(fit.sim, 4) if fit.sim is not None else None,
             **fit.timbre_meta,
             **({"envelope": fit.envelope} if fit.envelope is not None else {}),
             # Loudness: the transcript spoken above against the prompt (refinement redoes it).

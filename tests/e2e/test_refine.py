@@ -70,6 +70,7 @@ def test_a_clone_refines_in_the_background_and_speaks_all_along(refining: Runnin
     quick = _voice(refining, "refined")
     assert quick["state"] == "refining", quick
     assert "sim_before" not in quick["metrics"]
+    assert 0.0 < quick["sim"] <= 1.0 and quick["sim"] == quick["metrics"]["sim"], quick  # the quick clone's
     _speak(refining, "refined")  # with the quick features, while the search runs
 
     ready = _wait_ready(refining, "refined")
@@ -77,6 +78,7 @@ def test_a_clone_refines_in_the_background_and_speaks_all_along(refining: Runnin
     assert metrics["refined"] is True, metrics
     assert 0.0 < metrics["sim_before"] <= 1.0 and 0.0 < metrics["sim_after"] <= 1.0
     assert metrics["sim_after"] >= metrics["sim_before"]
+    assert ready["sim"] == metrics["sim_after"]  # the detail shows what refinement reached
     assert metrics["seconds"] <= REFINE_SECONDS * 3
     assert 0.25 <= metrics["gain"] <= 4.0 and "prompt_lufs" in metrics["loudness"]
     _speak(refining, "refined")  # with the refined features

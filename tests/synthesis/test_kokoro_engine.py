@@ -390,6 +390,7 @@ def test_cloning_follows_a_prompt_whose_formants_are_moved(engine: KokoroEngine)
     envelope = features.meta.get("envelope")
     assert envelope is not None, features.meta
     assert envelope["warp"] >= 1.1 and envelope["sim"] >= envelope["sim_without"] + 0.01, envelope
+    assert features.meta["sim"] == envelope["sim"]  # what the clone reached, shown by GET /voices/<id>
     frames = features.arrays["envelope_frames"]
     assert frames.dtype == np.float32 and frames.shape[1] == ENVELOPE_BANDS
     engine.check_features(Features.from_bytes(features.to_bytes()))
