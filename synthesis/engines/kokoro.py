@@ -462,7 +462,7 @@ class KokoroEngine:
         if prompt.envelopes is None or fit.sim is None:
             return fit
         frames, top = prompt.envelopes
-        best: tuple[float, EnvelopeConverter] | None = None
+        best: tuple[float, EnvelopeConverter, np.ndarray] | None = None
         for warp in ENVELOPE_WARPS:
             try:
                 probe = EnvelopeConverter(SAMPLE_RATE, frames, top, ENVELOPE_STRENGTH, warp)
@@ -474,19 +474,18 @@ class KokoroEngine:
                                               Confidence(float(near), float(far)))
                 converted = converter(fit.shaped)
                 # the search judges each warp with the timbre correction at strength 1 alone
-                gains = correction(prompt.spectrum, long_term_spectrum(converted, SAMPLE_RATE), prompt.rate) \
-                    if prompt.spectrum is not None else None
-                if gains is not None:
-                    converted = Equaliser(np.clip(gains, -MAX_CORRECTION_DB, MAX_CORRECTION_DB), SAMPLE_RATE)(converted)
-                sim = _cosine(prompt.embedding, self._encoder.embed(converted, SAMPLE_RATE))
+                judged = converted
+                if prompt.spectrum is not None:
+                    gains = correction(prompt.spectrum, long_term_spectrum(converted, SAMPLE_RATE), prompt.rate)
+                    judged = Equaliser(np.clip(gains, -MAX_CORRECTION_DB, MAX_CORRECTION_DB), SAMPLE_RATE)(converted)
+                sim = _cosine(prompt.embedding, self._encoder.embed(judged, SAMPLE_RATE))
             except ValueError:  # too short to measure
                 continue
             if best is None or sim > best[0]:
-                best = (sim, converter)
+                best = (sim, converter, converted)
         if best is None:
             return fit
-        converter = best[1]
-        converted = converter(fit.shaped)
+        _, converter, converted = best
         timbre_db, timbre_meta, spoken = self._fit_timbre(prompt, converted)
         sim = timbre_meta["timbre"]["sim"] if timbre_meta else None
         if sim is None or sim < fit.sim + ENVELOPE_MIN_GAIN:
@@ -523,6 +522,11 @@ class KokoroEngine:
 
     def check_features(self, features: Features) -> tuple[np.ndarray, float, float]:
         """(style, pitch_factor, speed) of valid features; ValueError otherwise."""
+        style, pitch_factor, speed, _ = self._checked(features)
+        return style, pitch_factor, speed
+
+    def _checked(self, features: Features) -> tuple[np.ndarray, float, float, ClauseConverter | None]:
+        """check_features, and the envelope conversion the features ask for."""
         check_feature_owner(features, self.name, self.feature_version)
         meta = features.meta
         style = features.arrays.get("style")
@@ -536,7 +540,7 @@ class KokoroEngine:
                 timbre.shape != (TIMBRE_BANDS,) or not np.issubdtype(timbre.dtype, np.floating)
                 or not np.all(np.abs(timbre) <= MAX_CORRECTION_DB + 1e-3)):
             raise ValueError(f"features 'timbre_db' must be {TIMBRE_BANDS} floats within ±{MAX_CORRECTION_DB:g} dB")
-        self.envelope_converter(features)
+        convert = self.envelope_converter(features)
         emb = features.arrays.get("prompt_embedding")
         if emb is not None and (emb.shape != (256,) or not np.issubdtype(emb.dtype, np.floating)):
             raise ValueError(f"features 'prompt_embedding' must be float (256,), got {emb.shape} {emb.dtype}")
@@ -546,7 +550,7 @@ class KokoroEngine:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo - 1e-6 <= value <= hi + 1e-6:
                 raise ValueError(f"features {key!r} must be a number in [{lo}, {hi}], got {value!r}")
             values.append(float(value))
-        return style, values[0], values[1]
+        return style, values[0], values[1], convert
 
     @staticmethod
     def envelope_converter(features: Features) -> ClauseConverter | None:
@@ -600,10 +604,9 @@ class KokoroEngine:
     def stream(self, clauses: Iterable[str], features: Features, instruct: str | None,
                stop: StopSignal | None = None) -> Iterator[np.ndarray]:
         self.load()
-        style, pitch_factor, speed = self.check_features(features)
+        style, pitch_factor, speed, convert = self._checked(features)
         timbre = features.arrays.get("timbre_db")
         equalise = Equaliser(timbre, SAMPLE_RATE) if timbre is not None else None
-        convert = self.envelope_converter(features)
         params = with_output_gain(parse_instruct(instruct), features)
         if params.ignored:
             log.info("instruct: ignored %s", list(params.ignored))
