@@ -127,11 +127,12 @@ SCHEMA: dict[str, Any] = {
         },
         "/voices/{prompt_id}": {
             "get": {
-                "summary": "One of the caller's voices: clone state (ready, refining), similarity reached, metrics",
+                "summary": "One of the caller's voices: clone state (ready, refining), similarity reached (sim), metrics",
                 "parameters": [{"name": "prompt_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "the voice", **_json({"type": "object", "properties": {
                     "prompt_id": {"type": "string"}, "state": {"enum": ["ready", "refining"]},
-                    "similarity": {"type": ["number", "null"]}, "engine": {"type": "string"},
+                    "sim": {"type": ["number", "null"]}, "similarity": {"type": ["number", "null"]},
+                    "engine": {"type": "string"},
                     "metrics": {"type": "object"}}})},
                     **_errors(400, 401, 404, 405)},
             }
