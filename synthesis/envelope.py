@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from synthesis.timbre import hz_to_mel, mel_to_hz
+
 #: warp ratios accepted (beyond these, speech turns into a caricature)
 WARP_RANGE = (0.8, 1.25)
 #: matching strengths accepted (1: the neighbours' envelope; more: beyond it)
@@ -59,14 +61,6 @@ _MAX_GAIN_DB = 24.0
 
 def frame_length(sample_rate: int) -> int:
     return 1 << int(np.ceil(np.log2(_FRAME_S * sample_rate)))
-
-
-def _mel(hz: np.ndarray | float) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-
-def _hz(mel: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
 
 
 def top_hz(prompt_rate: int) -> float:
@@ -111,7 +105,7 @@ class _Stft:
 
 
 def _band_bins(sample_rate: int, n_fft: int, top: float) -> np.ndarray:
-    centres = _hz(np.linspace(_mel(_LOW_HZ), _mel(top), BANDS))
+    centres = mel_to_hz(np.linspace(hz_to_mel(_LOW_HZ), hz_to_mel(top), BANDS))
     return centres * n_fft / sample_rate
 
 

@@ -28,22 +28,22 @@ MAX_CORRECTION_DB = 18.0
 FILTER_TAPS = 511
 
 
-def _mel(hz: np.ndarray | float) -> np.ndarray:
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def _hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
 def band_centres() -> np.ndarray:
-    return _hz(np.linspace(_mel(_LOW_HZ), _mel(_HIGH_HZ), BANDS))
+    return mel_to_hz(np.linspace(hz_to_mel(_LOW_HZ), hz_to_mel(_HIGH_HZ), BANDS))
 
 
 def _band_matrix(n_bins: int) -> np.ndarray:
     """(BANDS, n_bins) triangular weights on the analysis FFT's bins."""
     freqs = np.linspace(0, ANALYSIS_RATE / 2, n_bins)
-    edges = _hz(np.linspace(_mel(_LOW_HZ), _mel(_HIGH_HZ), BANDS + 2))
+    edges = mel_to_hz(np.linspace(hz_to_mel(_LOW_HZ), hz_to_mel(_HIGH_HZ), BANDS + 2))
     weights = np.zeros((BANDS, n_bins))
     for b in range(BANDS):
         lo, mid, hi = edges[b], edges[b + 1], edges[b + 2]
