@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from workers.keys import REGISTRATION_TTL_S
+
 REPO = Path(__file__).resolve().parent.parent
 ENGINE_DIR = Path(os.environ.get("TTS_TEST_ENGINE_DIR", REPO / "var" / "test-engine"))
 
@@ -41,6 +43,8 @@ class RunningServer:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: time.monotonic() when kill_workers last killed one (its registration outlives it)
+    killed_at: float | None = None
 
     @property
     def http(self) -> str:
@@ -104,6 +108,13 @@ class RunningServer:
         return worker
 
     def wait_for_workers(self, count: int, timeout: float = 240) -> None:
+        """Wait until ``count`` workers are registered, not counting ones kill_workers killed.
+
+        A SIGKILLed worker stays registered until its last heartbeat's registration expires, so
+        counting right after a kill would count the dead worker instead of its loading successor.
+        """
+        if self.killed_at is not None:
+            time.sleep(max(0.0, self.killed_at + REGISTRATION_TTL_S + 0.5 - time.monotonic()))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -122,6 +133,7 @@ class RunningServer:
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(timeout=10)
         self.workers.clear()
+        self.killed_at = time.monotonic()
 
     def stop(self) -> None:
         for worker in self.workers:
