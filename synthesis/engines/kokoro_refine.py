@@ -13,7 +13,10 @@ The objective is the speaker-embedding cosine between the prompt and the candida
 speaking the prompt's transcript (the same similarity cloning reports). A candidate
 must also pass a cheap intelligibility guard against the starting point: about the same
 speech time, voicing and spectral flatness (a garbled style buzzes, hisses or runs
-long). No ASR runs here. The style is only replaced when the similarity gained at least
+long). When the optional recogniser is installed, the search's best styles are then
+listened to (synthesis/listening_guard.py): best first, back along the path the search
+took, the first one Whisper hears about as well as the starting voice, in Mandarin and
+English, is kept. The style is only replaced when the similarity gained at least
 ``MIN_GAIN``; a loudness gain matching the prompt (BS.1770) is stored either way.
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synthesis import loudness
+from synthesis import listening_guard, loudness
 from synthesis.engines.base import Features
 from synthesis.pitch import estimate_f0
 from synthesis.speaker_embedding import cosine_similarity
@@ -62,6 +65,11 @@ DURATION_RATIO = (0.8, 1.25)
 VOICED_KEEP = 0.65
 FLATNESS_RATIO = 5.0
 FLATNESS_FLOOR = 0.008
+
+#: listening guard: improved styles along the search's path that are listened to, at most
+LISTEN_CHECKS = 4
+#: share of the budget kept for listening (when the recogniser is installed)
+LISTEN_SHARE = 0.25
 
 #: output loudness: the prompt's loudness, clamped to this range (LUFS)
 TARGET_LUFS_RANGE = (-28.0, -14.0)
@@ -248,12 +256,15 @@ def refine(engine: KokoroEngine, audio: np.ndarray, sample_rate: int, text: str,
     start = search.evaluate(np.zeros(search.dims))
     if start is None:
         return None
+    guard = _listening_guard(engine)
+    search_budget = budget_s * (1 - LISTEN_SHARE) if guard is not None else budget_s
     best = start
+    path = [start]  # each improvement, in order
     rng = np.random.default_rng(SEED)
     sigma, fails, rejected, steps = SIGMA_START, 0, 0, 0
     eval_s = time.monotonic() - started
     while steps < max_steps and fails < PATIENCE and sigma >= SIGMA_MIN:
-        if time.monotonic() - started + eval_s > budget_s or (should_stop is not None and should_stop()):
+        if time.monotonic() - started + eval_s > search_budget or (should_stop is not None and should_stop()):
             break
         t0 = time.monotonic()
         x = np.clip(best.x + sigma * rng.standard_normal(search.dims), -BOUND, BOUND)
@@ -262,14 +273,21 @@ def refine(engine: KokoroEngine, audio: np.ndarray, sample_rate: int, text: str,
         problem = "no embedding" if candidate is None else guard_problem(start.stats, candidate.stats)
         if candidate is not None and problem is None and candidate.sim > best.sim:
             best, fails = candidate, 0
+            path.append(candidate)
             sigma *= 1.5
         else:
             rejected += problem is not None
             fails += 1
             sigma *= 1.5 ** -0.25
         eval_s = max(eval_s * 0.5, time.monotonic() - t0)
-    improved = best.sim - start.sim >= MIN_GAIN
-    chosen = best if improved else start
+    chosen = best if best.sim - start.sim >= MIN_GAIN else start
+    heard: dict[str, Any] | None = None
+    if guard is not None and chosen is not start:
+        def out_of_time() -> bool:  # a candidate not listened to in time is not taken
+            return time.monotonic() - started > budget_s or (should_stop is not None and should_stop())
+
+        chosen, heard = _listen(guard, start, path, out_of_time)
+    improved = chosen is not start
     meta = {**chosen.features.meta}
     meta.update(loudness_meta(audio, sample_rate, chosen.audio, engine.sample_rate))
     meta.update({
@@ -280,11 +298,42 @@ def refine(engine: KokoroEngine, audio: np.ndarray, sample_rate: int, text: str,
         "sim_best": round(best.sim, 4),
         "steps": steps,
         "rejected": rejected,
+        "listened": heard if guard is not None else "recogniser not installed",
         "seconds": round(time.monotonic() - started, 2),
     })
     log.info("refined: similarity %.4f -> %.4f (%s) in %d steps, %d rejected, %.1f s", start.sim, chosen.sim,
              "style replaced" if improved else "style kept", steps, rejected, meta["seconds"])
     return Features(meta=meta, arrays=chosen.features.arrays)
+
+
+def _listening_guard(engine: KokoroEngine) -> listening_guard.ListeningGuard | None:
+    hear = listening_guard.listener(engine.data_dir / "cache" / "whisper-base")
+    if hear is None:
+        return None
+
+    def listen(audio: np.ndarray, sample_rate: int, language: str) -> str:
+        engine.yield_to_live_streams()  # the recogniser shares the cores with live streams
+        return hear(audio, sample_rate, language)
+
+    return listening_guard.ListeningGuard(engine.synthesize, engine.sample_rate, listen)
+
+
+def _listen(guard: listening_guard.ListeningGuard, start: Candidate, path: list[Candidate],
+            should_stop: Callable[[], bool] | None) -> tuple[Candidate, dict[str, Any]]:
+    """The best improvement on ``path`` the recogniser hears about as well as ``start`` (else ``start``).
+
+    At most LISTEN_CHECKS are listened to: the best, then earlier ones spread back along the
+    path (nearer the starting voice, so likelier to pass)."""
+    improved = [c for c in path[1:] if c.sim - start.sim >= MIN_GAIN]
+    picks = sorted({round(i * (len(improved) - 1) / max(1, LISTEN_CHECKS - 1)) for i in range(LISTEN_CHECKS)},
+                   reverse=True) if improved else []
+    order = [improved[i] for i in picks]
+    chosen, report = guard.pick(start.features, [c.features for c in order], should_stop)
+    for candidate in order:
+        if candidate.features is chosen:
+            report["sim"] = round(candidate.sim, 4)
+            return candidate, report
+    return start, report
 
 
 def loudness_meta(prompt: np.ndarray, prompt_rate: int, voice: np.ndarray, voice_rate: int) -> dict[str, Any]:

