@@ -53,10 +53,13 @@ class ListeningGuard:
         self.sentences = sentences
         self.tolerance = tolerance
 
-    def errors(self, features: Any) -> dict[str, float]:
-        """Error rate per language of the recogniser on ``features`` speaking the sentences."""
+    def errors(self, features: Any, languages: Sequence[str] | None = None) -> dict[str, float]:
+        """Error rate per language (all, or ``languages``) of the recogniser on ``features``
+        speaking the sentences."""
         rates: dict[str, float] = {}
         for language, sentences in self.sentences.items():
+            if languages is not None and language not in languages:
+                continue
             pairs = [(text, self.listen(self.speak(text, features), self.sample_rate, language)) for text in sentences]
             rate = error_rate(pairs, language)
             rates[language] = round(1.0 if rate is None else rate, 4)

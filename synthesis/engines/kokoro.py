@@ -142,10 +142,24 @@ def _envelopes_or_none(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray,
         return None
 
 
+def other_language_strength(envelope: dict[str, Any]) -> float:
+    """The conversion's strength on clauses in the other language than the transcript's:
+    ``other_strength`` where refinement chose it by listening, else CROSS_LANGUAGE_STRENGTH
+    of ``strength``; ValueError when it is not a strength."""
+    value = envelope.get("other_strength")
+    if value is None:
+        return float(envelope["strength"]) * CROSS_LANGUAGE_STRENGTH
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            STRENGTH_RANGE[0] <= value <= STRENGTH_RANGE[1]):
+        raise ValueError(f"features envelope 'other_strength' must be a number in {list(STRENGTH_RANGE)}, "
+                         f"got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class ClauseConverter:
     """The envelope conversion for each clause: at full strength where the clause is in the
-    prompt transcript's language (or either is unknown), else at CROSS_LANGUAGE_STRENGTH."""
+    prompt transcript's language (or either is unknown), else at other_language_strength."""
 
     same_language: EnvelopeConverter
     other_language: EnvelopeConverter
@@ -579,13 +593,14 @@ class KokoroEngine:
         language = params.get("language")
         if language not in (None, "zh", "en"):
             raise ValueError(f"features envelope 'language' must be 'zh', 'en' or null, got {language!r}")
+        other_strength = other_language_strength(params)
 
         def converter(strength: float) -> EnvelopeConverter:
             return EnvelopeConverter(SAMPLE_RATE, frames.astype(np.float32), numbers["top_hz"], strength,
                                      numbers["warp"], Confidence(numbers["near_db"], numbers["far_db"]))
 
         same = converter(numbers["strength"])
-        other = converter(numbers["strength"] * CROSS_LANGUAGE_STRENGTH) if language is not None else same
+        other = converter(other_strength) if language is not None else same
         return ClauseConverter(same, other, language)
 
     def refine_features(self, audio: np.ndarray, sample_rate: int, text: str, features: Features, budget_s: float,

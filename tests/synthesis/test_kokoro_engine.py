@@ -294,7 +294,8 @@ def test_valid_envelope_features_are_accepted(engine: KokoroEngine) -> None:
         *({"meta": {"envelope": {**GOOD_ENVELOPE, **bad}},
            "arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "envelope_frames": np.zeros((50, ENVELOPE_BANDS))}}
           for bad in ({"warp": 2.0}, {"strength": -1}, {"strength": "1"}, {"near_db": 5.0, "far_db": 1.0},
-                      {"top_hz": None}, {"language": "fr"})),
+                      {"top_hz": None}, {"language": "fr"}, {"language": "en", "other_strength": 2.5},
+                      {"language": "en", "other_strength": True}, {"language": "en", "other_strength": "0"})),
         *({"meta": {"envelope": dict(GOOD_ENVELOPE)}, "arrays": {"style": np.zeros(STYLE_SHAPE, np.float32),
                                                                 "envelope_frames": frames}}
           for frames in (np.zeros((50, ENVELOPE_BANDS - 1)), np.zeros((2, ENVELOPE_BANDS)),
@@ -419,3 +420,6 @@ def test_clauses_in_another_language_than_the_prompts_are_matched_more_gently(en
     assert np.array_equal(convert(audio, "He went to the library."), convert.same_language(audio))
     assert np.array_equal(convert(audio, "，。"), convert.same_language(audio))  # no language: as the prompt's
     assert not np.array_equal(convert.same_language(audio), convert.other_language(audio))
+    # refinement may have chosen the other language's strength by listening: that one is used
+    features.meta["envelope"]["other_strength"] = 0.25
+    assert engine.envelope_converter(features).other_language.strength == 0.25

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from synthesis import recogniser
+from synthesis.engines import kokoro_refine
 from synthesis.engines.base import Features
 from synthesis.engines.kokoro import KokoroEngine
 from synthesis.engines.kokoro_refine import refine
+from synthesis.envelope import prompt_envelopes
 from synthesis.listening_guard import SENTENCES, TOLERANCE, ListeningGuard, listener
 from tests.server import ENGINE_DIR
 
@@ -86,3 +88,27 @@ def test_refinement_reports_what_it_heard(engine: KokoroEngine) -> None:
     else:
         assert meta["listened"] is None or "chosen" not in meta["listened"]
         np.testing.assert_array_equal(refined.arrays["style"], engine.stock_features("jf_alpha").arrays["style"])
+
+
+def test_a_voice_heard_poorly_in_the_other_language_gets_a_gentler_conversion_there(
+        guard: ListeningGuard, engine: KokoroEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every weaker strength tried is listened to in the other language (Mandarin, for an
+    English transcript); the one kept is heard best, and a stronger one wins ties."""
+    monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", -1.0)  # listen at any error rate
+    stock = engine.stock_features("jf_alpha")
+    prompt = engine.synthesize("The old lighthouse stood on the cliff for a century.", engine.stock_features("jf_tebukuro"))
+    frames, _ = prompt_envelopes(prompt, SR, SR)
+    envelope = {"strength": 2.0, "warp": 1.2, "top_hz": 7600.0, "near_db": 2.0, "far_db": 4.0, "language": "en"}
+    features = Features(meta={**stock.meta, "envelope": envelope}, arrays={**stock.arrays, "envelope_frames": frames})
+    tuned, report = kokoro_refine._tune_other_language(guard, features, None, lambda: False)
+    chosen = report["other_language"]
+    assert chosen["language"] == "zh" and set(report["start"]) == {"zh", "en"}
+    assert set(chosen["heard"]) == {"1.0", "0.5", "0.0"}  # cross-language strength 1.0, then half, none
+    heard = {float(k): v for k, v in chosen["heard"].items()}
+    assert heard[1.0] == report["start"]["zh"]
+    assert heard[chosen["strength"]] <= min(heard.values()) + kokoro_refine.OTHER_LANGUAGE_MARGIN
+    assert engine.envelope_converter(tuned).other_language.strength == chosen["strength"]
+    assert tuned.meta["envelope"]["strength"] == 2.0  # the transcript's language keeps its conversion
+    # out of time: nothing more is listened to, the features stay
+    same, _ = kokoro_refine._tune_other_language(guard, features, {"start": {"zh": 0.5, "en": 0.0}}, lambda: True)
+    assert same is features
