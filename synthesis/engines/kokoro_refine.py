@@ -71,11 +71,12 @@ LISTEN_CHECKS = 4
 #: share of the budget kept for listening (when the recogniser is installed)
 LISTEN_SHARE = 0.25
 #: heard worse than this in the transcript's other language (error rate), the envelope
-#: conversion there is tried weaker: at these multiples of its strength
-OTHER_LANGUAGE_ERROR = 0.1
+#: conversion there is tried weaker, at these multiples of its strength in turn, until one
+#: is heard this well (the stock voice is heard at about 0.1-0.2 on these sentences)
+OTHER_LANGUAGE_ERROR = 0.2
 OTHER_STRENGTH_STEPS = (0.5, 0.0)
-#: a weaker conversion is only taken when heard at least this much better
-OTHER_LANGUAGE_MARGIN = 0.03
+#: none heard that well: the one heard best, a weaker one only when at least this much better
+OTHER_LANGUAGE_MARGIN = 0.05
 
 #: output loudness: the prompt's loudness, clamped to this range (LUFS)
 TARGET_LUFS_RANGE = (-28.0, -14.0)
@@ -348,7 +349,8 @@ def _listen(guard: listening_guard.ListeningGuard, start: Candidate, path: list[
 def _tune_other_language(guard: listening_guard.ListeningGuard, features: Features, heard: dict[str, Any] | None,
                          out_of_time: Callable[[], bool]) -> tuple[Features, dict[str, Any] | None]:
     """Lower the envelope conversion's strength in the transcript's other language where the
-    recogniser hears the voice poorly there, to the strength it hears best (ties: the stronger).
+    recogniser hears the voice poorly there: to the strongest of the weaker ones it hears well
+    enough, else to the one it hears best (ties: the stronger).
 
     The conversion moves the voice towards the prompt's spectra, which were spoken in the
     transcript's language; in the other one it can blur sounds that language needs (measured:
@@ -379,6 +381,9 @@ def _tune_other_language(guard: listening_guard.ListeningGuard, features: Featur
         trial = Features(meta={**features.meta, "envelope": {**envelope, "other_strength": strength}},
                          arrays=features.arrays)
         tried[strength] = guard.errors(trial, [other])[other]
+        if tried[strength] <= OTHER_LANGUAGE_ERROR:  # heard well enough: the strongest such is kept
+            best_rate, best_strength, best_features = tried[strength], strength, trial
+            break
         if tried[strength] < best_rate - OTHER_LANGUAGE_MARGIN:
             best_rate, best_strength, best_features = tried[strength], strength, trial
     report["other_language"] = {"language": other, "strength": best_strength,

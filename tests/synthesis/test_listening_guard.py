@@ -92,9 +92,10 @@ def test_refinement_reports_what_it_heard(engine: KokoroEngine) -> None:
 
 def test_a_voice_heard_poorly_in_the_other_language_gets_a_gentler_conversion_there(
         guard: ListeningGuard, engine: KokoroEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every weaker strength tried is listened to in the other language (Mandarin, for an
-    English transcript); the one kept is heard best, and a stronger one wins ties."""
-    monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", -1.0)  # listen at any error rate
+    """Weaker strengths are listened to in the other language (Mandarin, for an English
+    transcript) until one is heard well enough; else the one kept is heard best, and a
+    stronger one wins ties."""
+    monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", -1.0)  # never well enough: every strength tried
     stock = engine.stock_features("jf_alpha")
     prompt = engine.synthesize("The old lighthouse stood on the cliff for a century.", engine.stock_features("jf_tebukuro"))
     frames, _ = prompt_envelopes(prompt, SR, SR)
@@ -112,3 +113,19 @@ def test_a_voice_heard_poorly_in_the_other_language_gets_a_gentler_conversion_th
     # out of time: nothing more is listened to, the features stay
     same, _ = kokoro_refine._tune_other_language(guard, features, {"start": {"zh": 0.5, "en": 0.0}}, lambda: True)
     assert same is features
+
+
+def test_the_strongest_conversion_heard_well_enough_is_kept(guard: ListeningGuard, engine: KokoroEngine,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", 1.5)  # any half-way clear speech is enough
+    stock = engine.stock_features("jf_alpha")
+    prompt = engine.synthesize("The old lighthouse stood on the cliff for a century.", engine.stock_features("jf_tebukuro"))
+    frames, _ = prompt_envelopes(prompt, SR, SR)
+    envelope = {"strength": 2.0, "warp": 1.2, "top_hz": 7600.0, "near_db": 2.0, "far_db": 4.0, "language": "en"}
+    features = Features(meta={**stock.meta, "envelope": envelope}, arrays={**stock.arrays, "envelope_frames": frames})
+    tuned, report = kokoro_refine._tune_other_language(guard, features, {"start": {"zh": 1.6, "en": 0.0}},
+                                                       lambda: False)
+    chosen = report["other_language"]
+    assert chosen["strength"] == 0.5 and set(chosen["heard"]) == {"1.0", "0.5"}  # zero never tried
+    assert chosen["heard"]["0.5"] <= 1.5
+    assert engine.envelope_converter(tuned).other_language.strength == 0.5
