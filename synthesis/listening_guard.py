@@ -9,7 +9,7 @@ transcript), and a candidate is refused when, in either language, it is heard wi
 error rate more than :data:`TOLERANCE` above the starting voice's.
 
 It is optional: it needs the recogniser of ``requirements-quality.txt`` (faster-whisper and
-the Whisper base wheels). Without it, :func:`listening_guard` returns None and refinement
+the Whisper base wheels). Without it, :func:`listener` returns None and refinement
 keeps its signal-level guard alone. One recogniser is loaded per process, on first use,
 with one thread (refinement is background work), and decodes greedily with a token limit:
 a garbled voice costs no more to hear than a clear one.
