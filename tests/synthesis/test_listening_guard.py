@@ -90,18 +90,23 @@ def test_refinement_reports_what_it_heard(engine: KokoroEngine) -> None:
         np.testing.assert_array_equal(refined.arrays["style"], engine.stock_features("jf_alpha").arrays["style"])
 
 
-def test_a_voice_heard_poorly_in_the_other_language_gets_a_gentler_conversion_there(
-        guard: ListeningGuard, engine: KokoroEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Weaker strengths are listened to in the other language (Mandarin, for an English
-    transcript) until one is heard well enough; else the one kept is heard best, and a
-    stronger one wins ties."""
-    monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", -1.0)  # never well enough: every strength tried
+@pytest.fixture(scope="module")
+def converted(engine: KokoroEngine) -> Features:
+    """A stock voice with an envelope conversion towards an English prompt (strength 2)."""
     stock = engine.stock_features("jf_alpha")
     prompt = engine.synthesize("The old lighthouse stood on the cliff for a century.", engine.stock_features("jf_tebukuro"))
     frames, _ = prompt_envelopes(prompt, SR, SR)
     envelope = {"strength": 2.0, "warp": 1.2, "top_hz": 7600.0, "near_db": 2.0, "far_db": 4.0, "language": "en"}
-    features = Features(meta={**stock.meta, "envelope": envelope}, arrays={**stock.arrays, "envelope_frames": frames})
-    tuned, report = kokoro_refine._tune_other_language(guard, features, None, lambda: False)
+    return Features(meta={**stock.meta, "envelope": envelope}, arrays={**stock.arrays, "envelope_frames": frames})
+
+
+def test_a_voice_heard_poorly_in_the_other_language_gets_a_gentler_conversion_there(
+        guard: ListeningGuard, engine: KokoroEngine, converted: Features, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weaker strengths are listened to in the other language (Mandarin, for an English
+    transcript) until one is heard well enough; else the one kept is heard best, and a
+    stronger one wins ties."""
+    monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", -1.0)  # never well enough: every strength tried
+    tuned, report = kokoro_refine._tune_other_language(guard, converted, None, lambda: False)
     chosen = report["other_language"]
     assert chosen["language"] == "zh" and set(report["start"]) == {"zh", "en"}
     assert set(chosen["heard"]) == {"1.0", "0.5", "0.0"}  # cross-language strength 1.0, then half, none
@@ -111,19 +116,14 @@ def test_a_voice_heard_poorly_in_the_other_language_gets_a_gentler_conversion_th
     assert engine.envelope_converter(tuned).other_language.strength == chosen["strength"]
     assert tuned.meta["envelope"]["strength"] == 2.0  # the transcript's language keeps its conversion
     # out of time: nothing more is listened to, the features stay
-    same, _ = kokoro_refine._tune_other_language(guard, features, {"start": {"zh": 0.5, "en": 0.0}}, lambda: True)
-    assert same is features
+    same, _ = kokoro_refine._tune_other_language(guard, converted, {"start": {"zh": 0.5, "en": 0.0}}, lambda: True)
+    assert same is converted
 
 
 def test_the_strongest_conversion_heard_well_enough_is_kept(guard: ListeningGuard, engine: KokoroEngine,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           converted: Features, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kokoro_refine, "OTHER_LANGUAGE_ERROR", 1.5)  # any half-way clear speech is enough
-    stock = engine.stock_features("jf_alpha")
-    prompt = engine.synthesize("The old lighthouse stood on the cliff for a century.", engine.stock_features("jf_tebukuro"))
-    frames, _ = prompt_envelopes(prompt, SR, SR)
-    envelope = {"strength": 2.0, "warp": 1.2, "top_hz": 7600.0, "near_db": 2.0, "far_db": 4.0, "language": "en"}
-    features = Features(meta={**stock.meta, "envelope": envelope}, arrays={**stock.arrays, "envelope_frames": frames})
-    tuned, report = kokoro_refine._tune_other_language(guard, features, {"start": {"zh": 1.6, "en": 0.0}},
+    tuned, report = kokoro_refine._tune_other_language(guard, converted, {"start": {"zh": 1.6, "en": 0.0}},
                                                        lambda: False)
     chosen = report["other_language"]
     assert chosen["strength"] == 0.5 and set(chosen["heard"]) == {"1.0", "0.5"}  # zero never tried
