@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import soxr
 
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.fair_slots import FairSlots
+from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, pitch_model
 from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
 from synthesis.engines.kokoro_refine import refine as refine_style
 from synthesis.envelope import BANDS as ENVELOPE_BANDS
@@ -78,6 +79,17 @@ LONE_VOICE_MIN_GAIN = 0.02
 #: many seconds, so a slow CPU or a long prompt keeps /clone under its 15 s goal (the envelope
 #: fit after it takes about half a fit). The one nearest the prompt's pitch is tried first.
 LONE_VOICE_BUDGET_S = 12.0
+#: How a voice's pitch factor is applied, the features' ``pitch_shift``: "f0" multiplies the
+#: F0 curve the model predicts (synthesis/engines/kokoro_graph.py: pitch alone moves);
+#: "resample", what voices cloned before it have (no ``pitch_shift``), synthesises slower
+#: and resamples (formants move with the pitch). New clones and stock voices use "f0".
+PITCH_SHIFTS = ("f0", "resample")
+#: At clone time the transcript is synthesised at a pitch factor estimated from the bundled
+#: voices' pitch (measured on another sentence: 3-9 % off on the benchmark's prompts); what
+#: it measures gives the exact factor, which the voice keeps. The transcript is synthesised
+#: again at that factor only when the estimate is further off than this ratio (a semitone):
+#: a synthesis is about half of a slow CPU's clone time.
+PITCH_ESTIMATE_TOLERANCE = 1.06
 #: similarity a correction must gain over the plain voice to be used
 TIMBRE_MIN_GAIN = 0.005
 #: Envelope conversion (synthesis/envelope.py) of the chosen voice: formant warps tried at
@@ -189,6 +201,16 @@ class _VoiceFit:
     envelope: dict[str, Any] | None = None  # the envelope conversion's parameters, when one is used
 
 
+class _Checked(NamedTuple):
+    """What valid features ask the stream for (KokoroEngine._checked)."""
+
+    style: np.ndarray
+    pitch_factor: float
+    speed: float
+    pitch_shift: str  # one of PITCH_SHIFTS
+    convert: ClauseConverter | None
+
+
 class KokoroEngine:
     name = "kokoro"
     feature_version = "kokoro-1"
@@ -248,7 +270,7 @@ class KokoroEngine:
             self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
             with (data / "voices_ja.npz").open("rb") as f, np.load(f, allow_pickle=False) as npz:
                 self._voices = {k: np.ascontiguousarray(npz[k].reshape(STYLE_SHAPE), np.float32) for k in npz.files}
-            path = self._model_path()
+            path = pitch_model(self._model_path(), self._model_sha)
             lap("model")
             self._session = ort.InferenceSession(
                 str(path), sess_options=self._session_options(ort), providers=["CPUExecutionProvider"]
@@ -360,6 +382,7 @@ class KokoroEngine:
             "feature_version": self.feature_version,
             "voice_weights": {name: 1.0},
             "pitch_factor": 1.0,
+            "pitch_shift": "f0",
             "speed": 1.0,
             "prompt_f0_hz": self._voice_f0.get(name) or None,
             "similarity": 1.0,
@@ -421,6 +444,7 @@ class KokoroEngine:
             "feature_version": self.feature_version,
             "voice_weights": {n: round(float(w), 4) for n, w in zip(names, fit.weights) if w > 0},
             "pitch_factor": round(fit.pitch_factor, 4),
+            "pitch_shift": "f0",
             "speed": round(fit.speed, 4),
             "prompt_f0_hz": round(prompt_f0, 1) if prompt_f0 else None,
             "voice_f0_hz": round(fit.voice_f0, 1) if fit.voice_f0 else None,
@@ -455,16 +479,28 @@ class KokoroEngine:
         similarity to the prompt measured."""
         style = np.einsum("v,vij->ij", weights, np.stack([self._voices[n] for n in self.stock_voices()]))
         style = style.astype(np.float32)
-        reference = self._synth_plain(spoken_text, style, 1.0)
-        voice_f0 = median_f0(reference, SAMPLE_RATE)
-        pitch_factor = 1.0
+        # The transcript at the pitch factor the bundled voices' pitch suggests; the F0 curve
+        # scales exactly, so what it measures gives the voice's own pitch and the exact factor.
+        estimate = 1.0
+        if prompt.f0:
+            names = self.stock_voices()
+            known = [(w, self._voice_f0[n]) for w, n in zip(weights, names) if w > 0 and self._voice_f0.get(n)]
+            if known:
+                f0 = float(np.exp(sum(w * np.log(f) for w, f in known) / sum(w for w, _ in known)))
+                estimate = _clip(prompt.f0 / f0, PITCH_FACTOR_RANGE)
+        shaped = self._synth_plain(spoken_text, style, 1.0, estimate)
+        measured = median_f0(shaped, SAMPLE_RATE)
+        voice_f0 = measured / estimate if measured else None
+        pitch_factor = estimate
         if prompt.f0 and voice_f0:
             pitch_factor = _clip(prompt.f0 / voice_f0, PITCH_FACTOR_RANGE)
+            if abs(np.log(pitch_factor / estimate)) > np.log(PITCH_ESTIMATE_TOLERANCE):
+                log.debug("clone: pitch estimate %.3f, measured %.3f: synthesised again", estimate, pitch_factor)
+                shaped = self._synth_plain(spoken_text, style, 1.0, pitch_factor)
         speed = 1.0
-        if prompt.active_s > 0:
-            speed = _clip(_active_seconds(reference, SAMPLE_RATE) / prompt.active_s, SPEED_RANGE)
-        # The same speech as the stream would shape it (pitch), then its timbre towards the prompt's.
-        shaped = play_faster(reference, SAMPLE_RATE, pitch_factor)
+        if prompt.active_s > 0:  # the F0 curve leaves the timing as it is
+            speed = _clip(_active_seconds(shaped, SAMPLE_RATE) / prompt.active_s, SPEED_RANGE)
+        # The speech as the stream would shape it (pitch), then its timbre towards the prompt's.
         timbre_db, timbre_meta, spoken = self._fit_timbre(prompt, shaped)
         sim = timbre_meta["timbre"]["sim"] if timbre_meta else None
         return _VoiceFit(weights, style, pitch_factor, speed, voice_f0, timbre_db, timbre_meta, shaped, spoken, sim)
@@ -536,11 +572,11 @@ class KokoroEngine:
 
     def check_features(self, features: Features) -> tuple[np.ndarray, float, float]:
         """(style, pitch_factor, speed) of valid features; ValueError otherwise."""
-        style, pitch_factor, speed, _ = self._checked(features)
-        return style, pitch_factor, speed
+        checked = self._checked(features)
+        return checked.style, checked.pitch_factor, checked.speed
 
-    def _checked(self, features: Features) -> tuple[np.ndarray, float, float, ClauseConverter | None]:
-        """check_features, and the envelope conversion the features ask for."""
+    def _checked(self, features: Features) -> _Checked:
+        """check_features, how the pitch is shifted, and the envelope conversion the features ask for."""
         check_feature_owner(features, self.name, self.feature_version)
         meta = features.meta
         style = features.arrays.get("style")
@@ -564,7 +600,10 @@ class KokoroEngine:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo - 1e-6 <= value <= hi + 1e-6:
                 raise ValueError(f"features {key!r} must be a number in [{lo}, {hi}], got {value!r}")
             values.append(float(value))
-        return style, values[0], values[1], convert
+        pitch_shift = meta.get("pitch_shift", "resample")
+        if pitch_shift not in PITCH_SHIFTS:
+            raise ValueError(f"features 'pitch_shift' must be one of {list(PITCH_SHIFTS)}, got {pitch_shift!r}")
+        return _Checked(style, values[0], values[1], pitch_shift, convert)
 
     @staticmethod
     def envelope_converter(features: Features) -> ClauseConverter | None:
@@ -619,27 +658,33 @@ class KokoroEngine:
     def stream(self, clauses: Iterable[str], features: Features, instruct: str | None,
                stop: StopSignal | None = None) -> Iterator[np.ndarray]:
         self.load()
-        style, pitch_factor, speed, convert = self._checked(features)
+        checked = self._checked(features)
         timbre = features.arrays.get("timbre_db")
         equalise = Equaliser(timbre, SAMPLE_RATE) if timbre is not None else None
         params = with_output_gain(parse_instruct(instruct), features)
         if params.ignored:
             log.info("instruct: ignored %s", list(params.ignored))
-        return self._stream(clauses, style, pitch_factor, speed, params, stop, equalise, convert)
+        return self._stream(clauses, checked, params, stop, equalise)
 
     def _stream(
-        self, clauses: Iterable[str], style: np.ndarray, pitch_factor: float, speed: float, params: InstructParams,
-        stop: StopSignal | None, equalise: Callable[[np.ndarray], np.ndarray] | None = None,
-        convert: ClauseConverter | None = None,
+        self, clauses: Iterable[str], voice: _Checked, params: InstructParams, stop: StopSignal | None,
+        equalise: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Iterator[np.ndarray]:
-        pitch = _clip(pitch_factor * params.pitch, _TOTAL_PITCH_RANGE)
-        tempo = speed * params.speed
-        model_speed = _clip(tempo / pitch, _KOKORO_SPEED_RANGE)
+        pitch = _clip(voice.pitch_factor * params.pitch, _TOTAL_PITCH_RANGE)
+        tempo = speed = voice.speed * params.speed
+        f0_scale = resample = 1.0
+        if voice.pitch_shift == "f0":
+            f0_scale = pitch
+        else:  # slower, then resampled: pitch and formants x pitch, duration as asked
+            resample = pitch
+            speed = tempo / pitch
+        model_speed = _clip(speed, _KOKORO_SPEED_RANGE)
+        convert = voice.convert
         for clause in clauses:
             chunks = split_phonemes(self._g2p.phonemize(clause))
             for i, chunk in enumerate(chunks):
-                audio = self._infer(chunk, style, model_speed, stop)
-                audio = play_faster(audio, SAMPLE_RATE, pitch)
+                audio = self._infer(chunk, voice.style, model_speed, stop, f0_scale)
+                audio = play_faster(audio, SAMPLE_RATE, resample)
                 if convert is not None:
                     audio = convert(audio, clause)
                 audio = trim_clause(audio, SAMPLE_RATE)
@@ -656,11 +701,13 @@ class KokoroEngine:
         parts = list(self.stream(_sentences(text), features, instruct))
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def _synth_plain(self, text: str, style: np.ndarray, speed: float) -> np.ndarray:
-        parts = [trim_clause(self._infer(c, style, speed), SAMPLE_RATE) for c in split_phonemes(self._g2p.phonemize(text))]
+    def _synth_plain(self, text: str, style: np.ndarray, speed: float, f0_scale: float = 1.0) -> np.ndarray:
+        parts = [trim_clause(self._infer(c, style, speed, None, f0_scale), SAMPLE_RATE)
+                 for c in split_phonemes(self._g2p.phonemize(text))]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def _infer(self, phonemes: str, style: np.ndarray, speed: float, stop: StopSignal | None = None) -> np.ndarray:
+    def _infer(self, phonemes: str, style: np.ndarray, speed: float, stop: StopSignal | None = None,
+               f0_scale: float = 1.0) -> np.ndarray:
         tokens = [self._vocab[c] for c in phonemes if c in self._vocab][:MAX_TOKENS]
         if not tokens:
             return np.zeros(0, np.float32)
@@ -668,6 +715,7 @@ class KokoroEngine:
             "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
             "style": style[min(len(tokens), STYLE_SHAPE[0] - 1)].reshape(1, 256),
             "speed": np.array([speed], dtype=np.float32),
+            F0_SCALE_INPUT: np.array([f0_scale], dtype=np.float32),
         }
         if getattr(self._background, "active", False):
             self.yield_to_live_streams()

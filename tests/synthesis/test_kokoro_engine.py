@@ -202,15 +202,38 @@ def test_cloned_voice_speaks_at_the_prompt_pitch(engine: KokoroEngine) -> None:
     assert median_f0(clone, SR) == pytest.approx(median_f0(prompt, SR), rel=0.08), features.meta
 
 
-def test_pitch_shift_keeps_duration(engine: KokoroEngine) -> None:
+@pytest.mark.parametrize("pitch_shift", ["f0", "resample"])
+def test_pitch_shift_keeps_duration(engine: KokoroEngine, pitch_shift: str) -> None:
     text = "我们来听一听音调的变化。"
     base_features = engine.stock_features("jf_tebukuro")
+    assert base_features.meta["pitch_shift"] == "f0"
     base = engine.synthesize(text, base_features)
-    shifted = engine.synthesize(text, with_meta(base_features, pitch_factor=1.25))
+    shifted = engine.synthesize(text, with_meta(base_features, pitch_factor=1.25, pitch_shift=pitch_shift))
     assert median_f0(shifted, SR) / median_f0(base, SR) == pytest.approx(1.25, rel=0.08)
-    # Kokoro rounds each phoneme's duration to whole frames after dividing by its speed
-    # input, so speed v gives 1/v the duration only to within ~±6%.
-    assert seconds(shifted) / seconds(base) == pytest.approx(1.0, abs=0.08)
+    if pitch_shift == "f0":  # the model's own timing, untouched
+        assert seconds(shifted) == pytest.approx(seconds(base), abs=0.03)
+    else:
+        # Kokoro rounds each phoneme's duration to whole frames after dividing by its speed
+        # input, so speed v gives 1/v the duration only to within ~±6%.
+        assert seconds(shifted) / seconds(base) == pytest.approx(1.0, abs=0.08)
+
+
+def test_voices_cloned_before_the_f0_shift_speak_as_before(engine: KokoroEngine) -> None:
+    # No pitch_shift in the features: resampled, so the formants move with the pitch (the
+    # long-term spectrum's centroid rises with it), where the F0 curve keeps them.
+    text = "我们来听一听音调的变化。"
+    features = engine.stock_features("jf_alpha")
+    old = Features(meta={k: v for k, v in with_meta(features, pitch_factor=1.25).meta.items() if k != "pitch_shift"},
+                   arrays=features.arrays)
+    base, through_f0, resampled = (engine.synthesize(text, f) for f in (features, with_meta(features, pitch_factor=1.25),
+                                                                         old))
+
+    def centroid(audio: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(audio)) ** 2
+        return float((np.fft.rfftfreq(len(audio), 1 / SR) * spectrum).sum() / spectrum.sum())
+
+    assert centroid(resampled) / centroid(base) > 1.12
+    assert centroid(through_f0) / centroid(base) < 1.08
 
 
 def test_instruct_volume_never_clips(engine: KokoroEngine) -> None:
@@ -285,6 +308,7 @@ def test_valid_envelope_features_are_accepted(engine: KokoroEngine) -> None:
         {"meta": {"feature_version": "kokoro-0"}},
         {"meta": {"pitch_factor": 3.0}},
         {"meta": {"speed": "fast"}},
+        {"meta": {"pitch_shift": "formant"}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.zeros(5, np.float32)}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, 40.0, np.float32)}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, np.nan, np.float32)}},
