@@ -7,7 +7,7 @@ decoder changes the pitch and nothing else: the formants, the timing and the len
 where the model put them. The other way to shift pitch, synthesising slower and
 resampling (synthesis/pitch.py ``play_faster``), moves the formants with the pitch and
 stretches the model's timing; on 6 Mandarin sentences heard by Whisper base it cost
-intelligibility (CER 0.15-0.25 against 0.07-0.18 through the curve, same voices and factors).
+intelligibility (CER 0.22-0.25 against 0.07-0.18 through the curve, same voices and factors).
 
 :func:`pitch_model` writes, once per model, a copy of the stock graph with one more input,
 ``f0_scale`` (float, shape [1]), and keeps it beside the stock file; the stamp next to it
