@@ -193,10 +193,12 @@ def test_cloning_picks_the_prompt_voice_and_its_pitch(engine: KokoroEngine) -> N
     assert len(correct) >= 4, correct
 
 
-def test_cloned_voice_speaks_at_the_prompt_pitch(engine: KokoroEngine) -> None:
+@pytest.mark.parametrize("shift", [1.2, 0.65])
+def test_cloned_voice_speaks_at_the_prompt_pitch(engine: KokoroEngine, shift: float) -> None:
     # A voice pitched between the stock ones: whichever voice the embedding picks,
-    # the pitch factor must bring the clone to the prompt's median F0.
-    prompt = engine.synthesize(CLONE_TEXT, with_meta(engine.stock_features("jf_gongitsune"), pitch_factor=1.2))
+    # the pitch factor must bring the clone to the prompt's median F0 (0.65: below the 0.75
+    # that resampling allowed, a low female voice).
+    prompt = engine.synthesize(CLONE_TEXT, with_meta(engine.stock_features("jf_gongitsune"), pitch_factor=shift))
     features = engine.extract_features(prompt, SR, CLONE_TEXT)
     clone = engine.synthesize(CLONE_TEXT, features)
     assert median_f0(clone, SR) == pytest.approx(median_f0(prompt, SR), rel=0.08), features.meta
