@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 
-from ttsplatform.atomic_files import atomic_write, atomic_writer, sha256_file
+from ttsplatform.atomic_files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def pitch_model(source: Path, source_sha256: str) -> Path:
             return out
         log.warning("%s is corrupt; building it again", out)
     edited = edit(source.read_bytes())
-    with atomic_writer(out, mode=0o644) as f:
-        f.write(edited)
+    atomic_write(out, edited, mode=0o644)
     atomic_write(stamp, json.dumps({"source_sha256": source_sha256, "edit_version": EDIT_VERSION,
                                     "sha256": hashlib.sha256(edited).hexdigest()}).encode(), mode=0o644)
     return out
