@@ -158,7 +158,7 @@ def _float_convolutions(graph: Any) -> None:
         w_zero = g.constant(conv.input[3]) if len(conv.input) > 3 and conv.input[3] else 0
         w = (g.constant(conv.input[1]).astype(np.float32) - np.float32(w_zero)) * w_scale.astype(np.float32)
         weight = f"{conv.name}/float_weight"
-        weights.append(numpy_helper.from_array(w.astype(np.float32), weight))
+        weights.append(numpy_helper.from_array(w, weight))
         floating = helper.make_node("Conv", [x, weight] + ([bias] if bias else []), [rescale.output[0]],
                                     name=f"{conv.name}/float")
         floating.attribute.extend(conv.attribute)
@@ -180,10 +180,9 @@ def _drop_unused(graph: Any) -> None:
         read = wanted | {name for node in graph.node for name in node.input}
         kept = [n for n in graph.node if any(o in read for o in n.output)]
         if len(kept) == len(graph.node):
-            break
+            break  # ``read`` is what the final nodes read
         del graph.node[:]
         graph.node.extend(kept)
-    read = {name for node in graph.node for name in node.input}
     kept_initialisers = [i for i in graph.initializer if i.name in read]
     del graph.initializer[:]
     graph.initializer.extend(kept_initialisers)
