@@ -45,12 +45,17 @@ class StreamSlots:
 
 slots = StreamSlots()
 
+#: Watchers ask about a job's liveness every half second or so; a longer gap since the last
+#: question means this process itself was not running (see RemoteJob.liveness_problem).
+STALL_GAP_S = 1.5
+
 
 @dataclass
 class RemoteJob:
     job_id: str
     submitted_at: float = field(default_factory=time.monotonic)
     last_event_at: float | None = None
+    last_asked_at: float | None = None
     done: bool = False
     remote = True
 
@@ -67,6 +72,13 @@ class RemoteJob:
 
     def liveness_problem(self) -> str | None:
         now = time.monotonic()
+        asked_before, self.last_asked_at = self.last_asked_at, now
+        if asked_before is not None and now - asked_before > STALL_GAP_S:
+            # This process stopped for a while (a starved CPU, a paused host) and has just
+            # resumed: the worker's audio and heartbeats that came meanwhile are queued on its
+            # event loop, not yet seen, so the silence measured now is this process's, not the
+            # worker's. Judge at the next question, once they have been handled.
+            return None
         if self.last_event_at is None:
             if now - self.submitted_at > settings.TTS_JOB_START_TIMEOUT:
                 return f"no synthesis worker took the request within {settings.TTS_JOB_START_TIMEOUT:g} s"

@@ -118,7 +118,10 @@ class WorkerRuntime:
         ended = [job.job_id for job in jobs if job.job_id not in self.jobs]
         if ended:  # finished while the registration above was in flight: do not leave them listed
             await redis.zrem(keys.ACTIVE_JOBS, *ended)
-        quiet_since = time.monotonic() - HEARTBEAT_INTERVAL_S
+        # A job quiet for half an interval gets a heartbeat: its consumer then hears from it at
+        # least every 1.5 intervals (1.5 s), well inside TTS_JOB_HEARTBEAT_TIMEOUT (3 s) even
+        # when this loop runs late on a busy machine.
+        quiet_since = time.monotonic() - HEARTBEAT_INTERVAL_S / 2
         for job in jobs:
             if job.sink.last_sent > quiet_since:
                 continue  # it just sent audio (or started): that told its consumer it is alive

@@ -116,6 +116,28 @@ def test_a_killed_worker_is_an_error_within_5_s_not_a_hang(healthy: RunningServe
     healthy.workers[0].wait(timeout=10)
 
 
+def test_a_web_process_that_stalls_longer_than_the_heartbeat_timeout_keeps_its_stream(healthy: RunningServer) -> None:
+    """Daphne's event loop stops for 4 s (a CPU-starved or paused host) while its worker keeps
+    speaking: when it resumes, the audio and heartbeats queued meanwhile say the worker is
+    alive, and the stream must complete, not be failed as "stopped responding"."""
+    stream = RunningStream(healthy)
+    stream.first_audio()
+    healthy.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(4.0)  # TTS_JOB_HEARTBEAT_TIMEOUT is 3 s
+    finally:
+        healthy.process.send_signal(signal.SIGCONT)
+    stream.ws.send(json.dumps({"text": "", "done": True}))
+    while True:
+        message = stream.next_message(timeout=60)
+        if message.get("error") or message.get("is_end"):
+            break
+    assert message.get("is_end") is True, message
+    audio = [m for m in stream.messages if "index" in m and not m.get("is_end")]
+    assert [m["index"] for m in audio] == list(range(len(audio)))
+    stream.ws.close()
+
+
 def test_a_client_that_leaves_cancels_its_job_within_1_s(healthy: RunningServer, fault_redis: RedisServer) -> None:
     stream = RunningStream(healthy)
     job_id = stream.first_audio()["id"]
