@@ -45,8 +45,9 @@ class StreamSlots:
 
 slots = StreamSlots()
 
-#: Watchers ask about a job's liveness every half second or so; a longer gap since the last
-#: question means this process itself was not running (see RemoteJob.liveness_problem).
+#: Watchers ask about a job's liveness every half second (the stream consumer's watchdog; a
+#: preview, while no event comes); a longer gap since the last question may mean this process
+#: itself was not running, and costs at most one tick of delay (see RemoteJob.liveness_problem).
 STALL_GAP_S = 1.5
 
 
