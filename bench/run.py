@@ -2,7 +2,7 @@
 at 1-16 concurrent streams, in embedded and distributed mode, through the real API.
 
 Usage:
-    .venv/bin/python -m bench.run            # full (`make bench`), about 17 minutes on 2 cores
+    .venv/bin/python -m bench.run            # full (`make bench`), 13-32 minutes on 2 cores, by CPU
     .venv/bin/python -m bench.run --quick    # `make bench-quick`, about 2 minutes
     .venv/bin/python -m bench.run --smoke --results-dir DIR --no-plots   # seconds (tests/bench)
     .venv/bin/python -m bench.report bench/results/bench.json           # table and plots again
