@@ -13,6 +13,7 @@ import soxr
 
 from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
 from synthesis.engines.kokoro import (
+    CROSS_LANGUAGE_RATE,
     CROSS_LANGUAGE_STRENGTH,
     MAX_TOKENS,
     STYLE_SHAPE,
@@ -317,6 +318,8 @@ def test_valid_envelope_features_are_accepted(engine: KokoroEngine) -> None:
         {"meta": {"pitch_factor": 3.0}},
         {"meta": {"speed": "fast"}},
         {"meta": {"pitch_shift": "formant"}},
+        {"meta": {"transcript_language": "fr"}},
+        {"meta": {"transcript_language": 1}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.zeros(5, np.float32)}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, 40.0, np.float32)}},
         {"arrays": {"style": np.zeros(STYLE_SHAPE, np.float32), "timbre_db": np.full(TIMBRE_BANDS, np.nan, np.float32)}},
@@ -455,3 +458,25 @@ def test_clauses_in_another_language_than_the_prompts_are_matched_more_gently(en
     # refinement may have chosen the other language's strength by listening: that one is used
     features.meta["envelope"]["other_strength"] = 0.25
     assert engine.envelope_converter(features).other_language.strength == 0.25
+
+
+def test_the_rate_matched_in_one_language_moves_the_other_languages_clauses_half_as_far(engine: KokoroEngine) -> None:
+    stock = engine.stock_features("zf_xiaoxiao")
+    zh, en = "他昨天去图书馆借了书，然后回家做饭。", "He went to the library and then cooked dinner at home."
+
+    def seconds_at(language: str | None, text: str) -> float:
+        features = Features(meta={**stock.meta, "speed": 0.8, "transcript_language": language}, arrays=stock.arrays)
+        return seconds(engine.synthesize(text, features))
+
+    # spoken in the transcript's language (or with none known): at the matched speed, 0.8
+    assert seconds_at("zh", zh) == pytest.approx(seconds_at(None, zh), rel=0.01)
+    # in the other language: at 0.8 ** CROSS_LANGUAGE_RATE, faster
+    ratio = seconds_at("zh", zh) / seconds_at("en", zh)
+    assert ratio == pytest.approx(0.8 ** (CROSS_LANGUAGE_RATE - 1), rel=0.05), ratio
+    assert seconds_at("en", en) / seconds_at("zh", en) == pytest.approx(ratio, rel=0.05)
+
+
+def test_a_clone_records_the_language_its_rate_was_matched_in(engine: KokoroEngine) -> None:
+    prompt = engine.synthesize(CLONE_TEXT, engine.stock_features("zm_yunxi"))
+    assert engine.extract_features(prompt, SR, CLONE_TEXT).meta["transcript_language"] == "zh"
+    assert engine.extract_features(prompt, SR, "").meta["transcript_language"] is None
