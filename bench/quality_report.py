@@ -87,7 +87,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     off = [x for i, row in enumerate(sim["prompt_matrix"]) for j, x in enumerate(row) if i != j]
     lines += ["", f"For scale: prompt vs. prompt SIM is {min(off):.3f}-{max(off):.3f} (mean "
-              f"{sum(off) / len(off):.3f}); the engine's own similarity (prompt vs. its nearest bundled voice) is "
+              f"{sum(off) / len(off):.3f}); the engine's own similarity (prompt vs. its nearest stock voice) is "
               + ", ".join(f"{k} {_f(voices[k].get('engine_similarity'), 3)}" for k in keys) + "."]
     if asr.get("prompts"):
         lines.append("Whisper base on the prompts themselves (their intelligibility, for scale): "
@@ -100,7 +100,7 @@ def markdown(results: dict[str, Any]) -> str:
                      f"CER zh {_f(base.get('zh'), 3)}.")
     speed = results.get("speed") or {}
     if speed.get("stock_rtf_in_process"):
-        lines.append(f"Speed baseline, same run: the stock voice {(asr.get('stock_baseline') or {}).get('voice', 'jf_alpha')} speaking the same sentences in-process "
+        lines.append(f"Speed baseline, same run: the stock voice {(asr.get('stock_baseline') or {}).get('voice', 'a stock voice')} speaking the same sentences in-process "
                      f"(no platform, no cloning) ran at RTF {_f(speed['stock_rtf_in_process'], 3)}; the clones through "
                      f"the API at {_f(speed.get('rtf_vs_stock'), 2)}x that.")
     shared = results.get("shared", {})
