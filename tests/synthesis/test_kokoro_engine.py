@@ -16,6 +16,7 @@ from synthesis.engines.kokoro import (
     CROSS_LANGUAGE_RATE,
     CROSS_LANGUAGE_STRENGTH,
     MAX_TOKENS,
+    NOT_CLONED,
     STYLE_SHAPE,
     KokoroEngine,
     apply_gain,
@@ -480,3 +481,12 @@ def test_a_clone_records_the_language_its_rate_was_matched_in(engine: KokoroEngi
     prompt = engine.synthesize(CLONE_TEXT, engine.stock_features("zm_yunxi"))
     assert engine.extract_features(prompt, SR, CLONE_TEXT).meta["transcript_language"] == "zh"
     assert engine.extract_features(prompt, SR, "").meta["transcript_language"] is None
+
+
+def test_a_voice_heard_poorly_is_never_cloned_from(engine: KokoroEngine) -> None:
+    assert NOT_CLONED == {"zf_xiaoni"}
+    prompt = engine.synthesize(CLONE_TEXT, engine.stock_features("zf_xiaoni"))
+    features = engine.extract_features(prompt, SR, CLONE_TEXT)
+    assert "zf_xiaoni" not in features.meta["voice_weights"], features.meta["voice_weights"]
+    assert features.meta["similarity"] < 1.0
+    assert engine.stock_features("zf_xiaoni").meta["voice_weights"] == {"zf_xiaoni": 1.0}  # still a stock voice
