@@ -85,7 +85,7 @@ def voices_from_tarball(blob: bytes) -> dict[str, np.ndarray]:
 
 
 def download(url: str, timeout: float = 60.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed https registry URL
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         blob = response.read(_MAX_TARBALL_BYTES + 1)
     if len(blob) > _MAX_TARBALL_BYTES:
         raise VoicePackError(f"{url} is larger than {_MAX_TARBALL_BYTES} bytes")
