@@ -110,8 +110,10 @@ def load(path: Path) -> dict[str, np.ndarray]:
     return voices
 
 
-def install(path: Path, registry: str = DEFAULT_REGISTRY, tarball: Path | None = None) -> Path:
-    """Fetch (or read ``tarball``), verify and write the pack at ``path``; a valid pack there is kept."""
+def install(path: Path, registry: str = DEFAULT_REGISTRY, tarball: Path | None = None,
+            integrity: str = INTEGRITY) -> Path:
+    """Fetch (or read ``tarball``), verify it against ``integrity`` and write the pack at ``path``;
+    a valid pack there is kept."""
     if path.is_file():
         try:
             load(path)
@@ -119,7 +121,7 @@ def install(path: Path, registry: str = DEFAULT_REGISTRY, tarball: Path | None =
         except VoicePackError:
             pass
     blob = tarball.read_bytes() if tarball is not None else download(tarball_url(registry))
-    check_integrity(blob)
+    check_integrity(blob, integrity)
     write(path, voices_from_tarball(blob))
     return path
 
