@@ -523,8 +523,9 @@ class KokoroEngine:
         measured as the prompt's are, give the pitch factor and the speaking rate (when
         ``spoken_text`` is the prompt's transcript); then its timbre is fitted, and its
         similarity to the prompt measured."""
-        style = np.einsum("v,vij->ij", weights, np.stack([self._voices[n] for n in self.stock_voices()]))
-        style = style.astype(np.float32)
+        # the voices in the blend only: a clone weighs a handful of the 54
+        style = sum(np.float32(w) * self._voices[n] for w, n in zip(weights, self.stock_voices()) if w > 0)
+        style = np.asarray(style, np.float32)
         # The transcript at the pitch factor the voices' pitch suggests; the F0 curve
         # scales exactly, so what it measures gives the voice's own pitch and the exact factor.
         estimate = 1.0
