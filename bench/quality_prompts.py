@@ -1,10 +1,11 @@
 """Prompt voices for the quality benchmark: speakers the engine does not bundle, made offline.
 
-A fair cloning test needs people the engine has no voice of. Six prompts are spoken by espeak-ng (the library and data ship in the ``espeakng-loader``
-wheel, already a runtime dependency) with a different voice variant, pitch, pitch range
-and rate, and for some a vocal-tract change made here: the whole recording resampled
-(formants and pitch move together, as between a larger and a smaller speaker), then its
-duration put back with the engine's own pitch-preserving helper inverted. Everything is
+A fair cloning test needs people the engine has no voice of. Six prompts are spoken by
+espeak-ng (the library and data ship in the ``espeakng-loader`` wheel, already a runtime
+dependency) with a different voice variant, pitch, pitch range and rate, and for some a
+vocal-tract change made here: the whole recording resampled (formants and pitch move
+together, as between a larger and a smaller speaker), then its duration put back with the
+engine's own pitch-preserving helper inverted. Everything is
 deterministic: the same package versions give the same samples, so prompts are made at
 benchmark time rather than committed.
 
@@ -223,6 +224,7 @@ def _piper(model: str, text: str) -> tuple[np.ndarray, int]:
     pause = np.zeros(int(_PAUSE_S * chunks[0].sample_rate), np.float32) if chunks else np.zeros(0, np.float32)
     audio = np.concatenate([part for chunk in chunks for part in (chunk.audio_float_array, pause)])
     return audio.astype(np.float32), chunks[0].sample_rate
+
 
 def render_to(voice: PromptVoice, path: Path) -> Path:
     """Write the prompt as a 16-bit wav, made in a fresh process (so always the same samples)."""

