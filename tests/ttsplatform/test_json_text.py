@@ -21,3 +21,25 @@ def test_text_and_escaped_characters_pass(raw, expected) -> None:
 def test_a_lone_surrogate_anywhere_is_refused(raw) -> None:
     with pytest.raises(ValueError, match="surrogate"):
         loads_text(raw)
+
+
+@pytest.mark.parametrize("raw", ["[" * 100000 + "]" * 100000, b"{\"a\":" * 50000 + b"1" + b"}" * 50000,
+                                 '{"x": ' + "[" * 33 + "]" * 33 + "}"])
+def test_deep_nesting_is_refused_before_parsing(raw) -> None:
+    with pytest.raises(ValueError, match="nests deeper"):
+        loads_text(raw)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = '{"text": "' + "[{" * 5000 + '\\"]", "n": [[1]]}'
+    assert loads_text(text)["n"] == [[1]]
+    loads_text("[" * 32 + "]" * 32)  # exactly the limit parses
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "utf-32-be"])
+def test_bodies_that_are_not_utf8_are_refused(encoding) -> None:
+    body = '{"cache_dir": "\\ud800"}'.encode(encoding)
+    with pytest.raises(ValueError):
+        loads_text(body)
+    with pytest.raises(ValueError, match="UTF-8"):
+        loads_text('{"a": "ok"}'.encode(encoding))
