@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import transaction
 
 from ttsplatform.errors import ApiError, PayloadTooLarge
 
@@ -152,9 +153,33 @@ def check_payload(quota, size: int) -> None:
 
 
 def check_voice_count(tenant_id: int, quota) -> None:
-    """Blocking (database)."""
+    """Refuse early, before a clone does its work, when the tenant is at its voice limit (blocking: database).
+
+    Only a courtesy: the check that holds is :func:`guard_voice_insert`, at the insert."""
     from voices.models import Voice
 
     if quota is not None and quota.max_voices is not None:
         if Voice.objects.filter(tenant_id=tenant_id).count() >= quota.max_voices:
             raise QuotaExceeded(f"this tenant already has {quota.max_voices} voices (its limit); remove one first")
+
+
+def guard_voice_insert(tenant_id: int) -> None:
+    """Refuse one more voice row for a tenant at its voice limit (blocking: database).
+
+    Every voice insert calls this (``voices.services.insert_voice``), so no path that
+    creates voices -- /clone, /cache/load, the admin, a worker -- can pass the limit.
+    It must run inside the inserting transaction: it locks the tenant's row first, so
+    concurrent inserters for one tenant queue up and each counts what the others
+    committed (a row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+    writers). A refusal rolls that transaction back, so a bundle loads whole or not at all.
+    """
+    from voices.models import Tenant, Voice
+
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("guard_voice_insert must run inside the transaction that inserts the voice")
+    list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
+    quota = limits_of(tenant_id)
+    if quota is not None and quota.max_voices is not None:
+        if Voice.objects.filter(tenant_id=tenant_id).count() >= quota.max_voices:
+            raise QuotaExceeded(f"this tenant may have at most {quota.max_voices} voices (its limit), "
+                                "and this would add more; remove some first")

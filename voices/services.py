@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from synthesis.engines.base import Features
+from tenants import quotas
 from ttsplatform.errors import ApiError
 from voices.exceptions import UnknownVoice
 from voices.feature_cache import get_feature_cache
@@ -79,26 +80,36 @@ def get_voice(tenant: Tenant, prompt_id: str) -> Voice:
 
 
 def insert_voice(tenant: Tenant, prompt_id: str, fields: dict, blobs: StoredBlobs) -> Voice:
-    """Insert a voice row pointing at already stored blobs (inside the caller's transaction)."""
-    return Voice.objects.create(
-        tenant=tenant,
-        prompt_id=prompt_id,
-        features_key=blobs.features_key,
-        features_sha256=blobs.features_sha256,
-        prompt_audio_key=blobs.prompt_audio_key,
-        prompt_audio_sha256=blobs.prompt_audio_sha256,
-        **fields,
-    )
+    """Insert a voice row pointing at already stored blobs (in the caller's transaction, if any).
+
+    The one place voice rows are made, so the tenant's voice limit is enforced here
+    (QuotaExceeded, 429): whatever path creates a voice cannot pass it.
+    """
+    with transaction.atomic():
+        quotas.guard_voice_insert(tenant.id)
+        return Voice.objects.create(
+            tenant=tenant,
+            prompt_id=prompt_id,
+            features_key=blobs.features_key,
+            features_sha256=blobs.features_sha256,
+            prompt_audio_key=blobs.prompt_audio_key,
+            prompt_audio_sha256=blobs.prompt_audio_sha256,
+            **fields,
+        )
 
 
 def create_voice(tenant: Tenant, prompt_id: str, fields: dict, blobs: StoredBlobs) -> bool:
-    """Insert the voice row. Returns False (and drops the blobs) if a concurrent clone won."""
+    """Insert the voice row. Returns False (and drops the blobs) if a concurrent clone won;
+    drops them too, and raises, if the row is refused (e.g. the tenant's voice limit)."""
     try:
         with transaction.atomic():
             insert_voice(tenant, prompt_id, fields, blobs)
     except IntegrityError:
         delete_blobs(blobs.features_key, blobs.prompt_audio_key)
         return False
+    except BaseException:
+        delete_blobs(blobs.features_key, blobs.prompt_audio_key)
+        raise
     return True
 
 

@@ -3,11 +3,15 @@ usage and the audit trail. Tenants are made with the operators' management comma
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -273,3 +277,76 @@ def test_a_server_that_requires_keys_refuses_callers_without_one(locked: Running
     assert httpx.get(f"{locked.http}/health").status_code == 200  # probes need no key
     tenant = make_tenant(locked, "locked")
     assert httpx.get(f"{locked.http}/speakers", headers=tenant.auth).json() == []
+
+
+# --- the voice quota binds every path that creates voices (issue 17, item 3) ---------------
+
+
+def _write_bundles(saved: str, slug: str, prompt_ids: list[str]) -> None:
+    """Copies of a saved one-voice bundle, written by hand into tenant ``slug``'s own area:
+    "one" (the bundle as saved) and "many" (that voice once per name in ``prompt_ids``, as a
+    bundle of that many voices would be)."""
+    source = Path(saved)
+    area = source.parent.parent.parent / slug  # <root>/<owner>/<dir>/<bundle> -> <root>/<slug>
+    with zipfile.ZipFile(source) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        (entry,) = manifest["voices"]
+        members = {name: zf.read(name) for name in zf.namelist() if name != "manifest.json"}
+    entries = []
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w") as zf:
+        for n, prompt_id in enumerate(prompt_ids):
+            copy = {**entry, "prompt_id": prompt_id, "features": f"features/{n}.npz"}
+            zf.writestr(copy["features"], members[entry["features"]])
+            if entry.get("prompt_audio"):
+                copy["prompt_audio"] = f"prompts/{n}.bin"
+                zf.writestr(copy["prompt_audio"], members[entry["prompt_audio"]])
+            entries.append(copy)
+        zf.writestr("manifest.json", json.dumps({**manifest, "voices": entries}))
+    for name, data in (("one", source.read_bytes()), ("many", many.getvalue())):
+        (area / name).mkdir(parents=True, exist_ok=True)
+        (area / name / source.name).write_bytes(data)
+
+
+@pytest.fixture
+def quota_tenant(server: RunningServer, pair) -> Tenant:
+    """A fresh tenant (voice limit 2) holding one voice, loaded from a bundle of A's "alice",
+    and bundles "one" and "many" (four voices) in its area: no clone needed, they hold copies of alice."""
+    a, _ = pair
+    saved = httpx.post(f"{server.http}/cache/save", json={"cache_dir": "quota-src", "prompt_ids": ["alice"]},
+                       headers=a.auth)
+    assert saved.status_code == 200, saved.text
+    tenant = make_tenant(server, "q")
+    _write_bundles(saved.json()["cache_path"], tenant.slug, [f"bundled-{i}" for i in range(4)])
+    loaded = httpx.post(f"{server.http}/cache/load", json={"cache_path": "one"}, headers=tenant.auth)
+    assert loaded.status_code == 200 and loaded.json()["loaded_speakers"] == ["alice"], loaded.text
+    server.manage("set_quota", tenant.slug, "--voices", "2")
+    return tenant
+
+
+def test_a_bundle_over_the_voice_quota_is_refused_whole(server: RunningServer, quota_tenant: Tenant) -> None:
+    tenant = quota_tenant
+    refused = httpx.post(f"{server.http}/cache/load", json={"cache_path": "many"}, headers=tenant.auth)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"] is True and "voices" in refused.json()["message"]
+    assert httpx.get(f"{server.http}/speakers", headers=tenant.auth).json() == ["alice"]  # nothing loaded
+    # Replacing a voice the tenant has adds none: still allowed at the limit's edge.
+    again = httpx.post(f"{server.http}/cache/load", json={"cache_path": "one"}, headers=tenant.auth)
+    assert again.status_code == 200, again.text
+    # Within the limit, the same bundle loads whole.
+    server.manage("set_quota", tenant.slug, "--voices", "5")
+    loaded = httpx.post(f"{server.http}/cache/load", json={"cache_path": "many"}, headers=tenant.auth)
+    assert loaded.status_code == 200 and len(loaded.json()["loaded_speakers"]) == 4, loaded.text
+    assert len(httpx.get(f"{server.http}/speakers", headers=tenant.auth).json()) == 5
+
+
+def test_concurrent_clones_at_the_voice_quota_cannot_both_succeed(server: RunningServer, quota_tenant: Tenant,
+                                                                  prompt_wavs) -> None:
+    tenant = quota_tenant  # one voice, limit two: room for exactly one more
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda name: clone(server, tenant.key, name, prompt_wavs["jm_kumo"],
+                                                   PROMPT_TEXTS["jm_kumo"]), ["race-1", "race-2"]))
+    assert sorted(a.status_code for a in answers) == [200, 429], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.json()["error"] is True and "voices" in refused.json()["message"]
+    assert len(httpx.get(f"{server.http}/speakers", headers=tenant.auth).json()) == 2
