@@ -2,7 +2,10 @@
 
 One encoder per request: feed mono float32 audio in [-1, 1] at the requested rate with
 ``write()``; each call returns bytes ready to send, possibly ``b""`` (nothing to send yet).
-``finish()`` returns what is left, possibly ``b""``.
+``finish()`` returns what is left, possibly ``b""``. ``finish(last)`` encodes the request's
+last piece of audio together with that tail and returns both as one value (one whole file
+in file mode), so a caller that holds back its last piece sends no extra sliver of a chunk
+for the tail (AAC's partial frame, the resampler's flush, the codec's look-ahead).
 
 Modes
   ``"file"``   every non-empty return value is a complete, independently decodable file.
@@ -139,7 +142,7 @@ class AudioEncoder(Protocol):
 
     def write(self, audio: np.ndarray) -> bytes: ...
 
-    def finish(self) -> bytes: ...
+    def finish(self, audio: np.ndarray | None = None) -> bytes: ...
 
 
 def make_encoder(fmt: str, sample_rate: int, mode: str = "file") -> AudioEncoder:
@@ -215,17 +218,23 @@ class _EncoderBase:
                 raise RuntimeError("encoder already finished")
             return self._write(samples)
 
-    def finish(self) -> bytes:
+    def finish(self, audio: np.ndarray | None = None) -> bytes:
+        """The rest of the request, ``audio`` (its last piece) included, as one return value."""
+        samples = _as_mono_float(audio) if audio is not None else np.zeros(0, dtype=np.float32)
         with self._lock:
             if self._finished:
                 raise RuntimeError("encoder already finished")
             self._finished = True
-            return self._finish()
+            return self._finish(samples)
 
     def _write(self, samples: np.ndarray) -> bytes:
         raise NotImplementedError
 
-    def _finish(self) -> bytes:
+    def _finish(self, samples: np.ndarray) -> bytes:
+        """Stream-shaped outputs join by concatenation: the last piece, then the tail."""
+        return (self._write(samples) if len(samples) else b"") + self._flush()
+
+    def _flush(self) -> bytes:
         raise NotImplementedError
 
 
@@ -236,7 +245,7 @@ class _PcmEncoder(_EncoderBase):
     def _write(self, samples: np.ndarray) -> bytes:
         return to_int16(samples).tobytes()
 
-    def _finish(self) -> bytes:
+    def _flush(self) -> bytes:
         return b""
 
 
@@ -279,7 +288,7 @@ class _WavEncoder(_EncoderBase):
             return b""
         return wav_header(self.sample_rate, len(data)) + data
 
-    def _finish(self) -> bytes:
+    def _flush(self) -> bytes:
         return self._stream_header() if self.mode == "stream" else b""
 
 
@@ -378,8 +387,9 @@ class _AvFileEncoder(_AvEncoderBase):
             samples, self._held = samples[:cut], samples[cut:]
         return self._encode_file(samples)
 
-    def _finish(self) -> bytes:
-        tail = self._to_codec_rate(np.zeros(0, dtype=np.float32), last=True)
+    def _finish(self, samples: np.ndarray) -> bytes:
+        # one file: the last piece, the resampler's flush and the AAC partial frame
+        tail = self._to_codec_rate(samples, last=True)
         if self._frame_align:
             tail = np.concatenate([self._held, tail])
             self._held = np.zeros(0, dtype=np.float32)
@@ -454,7 +464,7 @@ class _AvStreamEncoder(_AvEncoderBase):
         self._encode(self._to_codec_rate(samples))
         return self._sink.take()
 
-    def _finish(self) -> bytes:
+    def _flush(self) -> bytes:
         if self._resampler is not None:
             self._encode(self._resampler.process(np.zeros(0, dtype=np.float32), last=True))
         self._container.mux(self._stream.encode(None))

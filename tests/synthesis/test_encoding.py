@@ -199,6 +199,48 @@ def test_file_mode_returns_nothing_for_no_audio() -> None:
         assert encoder.finish() == b""
 
 
+@pytest.mark.parametrize("mode", ("file", "stream"))
+@pytest.mark.parametrize("rate", (24000, 44100))
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_finish_with_the_last_piece_leaves_no_tail_of_its_own(fmt: str, rate: int, mode: str) -> None:
+    """A job holds its last piece back for ``finish(last)``: the encoder's tail (AAC partial
+    frame, resampler flush, codec look-ahead, closing page or fragment) goes out with it,
+    so every format gives one output per piece, and the audio is what write() + finish() gives."""
+    audio = speech_like(rate, 1.3)
+    pieces = split(audio, rate)
+    plain = encode_all(fmt, rate, mode, pieces)
+    encoder = make_encoder(fmt, rate, mode)
+    outputs = [encoder.write(piece) for piece in pieces[:-1]] + [encoder.finish(pieces[-1])]
+    assert all(outputs) and len(outputs) == len(pieces)
+    sr = decoded_rate_for(fmt, rate)
+    last_piece = len(pieces[-1]) * sr / rate
+    if mode == "stream":
+        y = decode(b"".join(outputs), fmt, rate)[1]
+        np.testing.assert_array_equal(y, decode(b"".join(plain), fmt, rate)[1])  # one output fewer, same stream
+        assert len(y) - len(decode(b"".join(outputs[:-1]), fmt, rate)[1]) >= 0.95 * last_piece
+        return
+    lengths = [len(decode(out, fmt, rate)[1]) for out in outputs]
+    assert lengths[-1] >= 0.99 * last_piece  # the last piece and its tail, not a sliver
+    extra = sum(lengths) - len(reference(audio, rate, sr))
+    if fmt in (*LOSSLESS, "mp3"):
+        assert extra == 0
+    elif fmt == "opus":
+        assert abs(extra) <= 2
+    elif fmt == "m4a":
+        assert 0 <= extra < AAC_FRAME
+    else:  # aac: 1024 priming samples per ADTS file, one file fewer than before
+        assert len(outputs) * AAC_FRAME <= extra < (len(outputs) + 1) * AAC_FRAME
+
+
+def test_finish_with_audio_after_no_writes_is_one_whole_output() -> None:
+    for fmt in FORMATS:
+        for mode in ("file", "stream"):
+            audio = speech_like(44100, 0.3)
+            data = make_encoder(fmt, 44100, mode).finish(audio)
+            got_rate, y = decode(data, fmt, 44100)
+            assert len(y) / got_rate == pytest.approx(0.3, abs=0.05), (fmt, mode)
+
+
 # --- stream mode --------------------------------------------------------------------------
 
 
