@@ -342,6 +342,9 @@ def _manifest_voices(manifest: dict[str, Any]) -> dict[str, BundleEntry]:
     if len(entries) > MAX_IDS_PER_REQUEST:
         raise ToneCacheError(f"tone cache lists {len(entries)} voices, more than {MAX_IDS_PER_REQUEST}")
     by_id: dict[str, BundleEntry] = {}
+    # Each member belongs to one voice: else a few declared megabytes, named by thousands of
+    # voices, would be read thousands of times and defeat the size checks.
+    owners: dict[str, str] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             raise ToneCacheError("tone cache manifest has a malformed voice entry")
@@ -349,6 +352,13 @@ def _manifest_voices(manifest: dict[str, Any]) -> dict[str, BundleEntry]:
         if checked.prompt_id in by_id:
             raise ToneCacheError(f"tone cache lists voice {checked.prompt_id!r} twice")
         by_id[checked.prompt_id] = checked
+        for ref in (checked.features, checked.prompt_audio):
+            if ref is None:
+                continue
+            if ref[0] in owners or ref[0] == MANIFEST:
+                raise ToneCacheError(f"tone cache voice {checked.prompt_id!r} names member {ref[0][:80]!r}, "
+                                     f"which belongs to {owners.get(ref[0], 'the manifest')!r}")
+            owners[ref[0]] = checked.prompt_id
     return by_id
 
 

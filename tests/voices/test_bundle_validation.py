@@ -189,6 +189,14 @@ def test_one_bad_voice_refuses_the_whole_bundle() -> None:
     refused(twice, 400, "twice")
 
 
+def test_voices_cannot_share_a_member() -> None:
+    """Else one member, declared once, is read once per voice naming it (10000 x 8 MB)."""
+    blob = features_bytes()
+    shared = bundle([entry(f"v{i}", 0, blob) for i in range(3)], {"features/0.npz": blob})
+    refused(shared, 400, "belongs to 'v0'")
+    refused(bundle([entry("v", 0, blob, features="manifest.json")], {}), 400, "belongs to")
+
+
 # --- deep JSON (item 7, bundle part) ------------------------------------------------
 
 
@@ -196,8 +204,8 @@ def test_deeply_nested_json_in_the_manifest_is_a_400() -> None:
     refused(bundle([], {}, manifest_text=DEEP), 400, "nests deeper")
     blob = features_bytes()
     text = json.dumps({"format": FORMAT_NAME, "voices": [entry("v", 0, blob)]})
-    refused(bundle([], {"features/0.npz": blob}, manifest_text=text.replace('"metrics": {', f'"x": {DEEP}, "metrics": {{')),
-            400, "nests deeper")
+    deep_in_a_voice = text.replace('"metrics": {', f'"x": {DEEP}, "metrics": {{')
+    refused(bundle([], {"features/0.npz": blob}, manifest_text=deep_in_a_voice), 400, "nests deeper")
 
 
 def test_deeply_nested_json_in_npz_metadata_is_a_400() -> None:
