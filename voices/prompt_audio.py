@@ -43,6 +43,7 @@ import soxr
 
 from ttsplatform.errors import ApiError, PayloadTooLarge
 from voices.safe_paths import MAX_PATH_CHARS, read_client_file, resolve_client_path
+from voices.speech_check import MIN_VOICED_SECONDS, require_speech
 from voices.url_fetch import fetch_url
 
 MIB = 1024 * 1024
@@ -63,8 +64,14 @@ _CONTAINERS = {
     "aac": "aac",
     "aiff": "aiff",
 }
-# Containers whose duration comes from a header, so a shortfall means truncation.
-_HEADER_DURATION = {"flac", "mp4", "webm"}
+# Containers whose duration comes from a header, so a shortfall means truncation. (wav is
+# checked from its data chunk's size: FFmpeg clamps a wav's duration to the bytes present.)
+_HEADER_DURATION = {"flac", "mp4", "webm", "aiff"}
+# PCM containers declare their exact length; others' declared durations are estimates.
+_EXACT_LENGTH = {"wav", "aiff"}
+_EXACT_SLACK_S = 0.05
+# wav data sizes that streaming writers put in the header instead of the real one
+_WAV_UNKNOWN_SIZE = 0x7FFF0000
 _KNOWN = "wav, mp3, flac, ogg (opus/vorbis), m4a/aac, webm, aiff"
 _MIN_DECODED_RATE, _MAX_DECODED_RATE = 8000, 192000
 
@@ -92,6 +99,8 @@ class PromptLimits:
     min_seconds: float = 1.0
     max_seconds: float = 30.0
     silence_dbfs: float = -50.0
+    #: voiced speech a prompt must hold (:mod:`voices.speech_check`); 0 turns the check off
+    min_voiced_seconds: float = MIN_VOICED_SECONDS
 
 
 @dataclass
@@ -155,6 +164,8 @@ def read_prompt_audio(
     loudest = loudest_dbfs(samples, sample_rate)
     if loudest < limits.silence_dbfs:
         raise ApiError(f"prompt audio is silent (loudest part {loudest:.1f} dBFS, below {limits.silence_dbfs:g} dBFS)")
+    if limits.min_voiced_seconds > 0:
+        require_speech(samples, sample_rate, min_voiced_seconds=limits.min_voiced_seconds)
     return PromptAudio(samples=samples, sample_rate=sample_rate, raw=data, container=container)
 
 
@@ -306,6 +317,8 @@ def _decode_raw_pcm(data: bytes, rate: int, max_seconds: float | None) -> np.nda
 
 def _decode_container(data: bytes, demuxer: str, max_seconds: float | None) -> tuple[np.ndarray, int, str]:
     label = _CONTAINERS[demuxer]
+    if demuxer == "wav":
+        _check_wav_length(data)
     chunks: list[np.ndarray] = []
     total = 0
     rate = 0
@@ -336,10 +349,9 @@ def _decode_container(data: bytes, demuxer: str, max_seconds: float | None) -> t
     if total == 0:
         raise ApiError(f"prompt audio ({label}) contains no decodable audio")
     got = total / rate
-    if declared is not None and declared - got > max(0.5, 0.1 * declared):
-        raise ApiError(
-            f"prompt audio ({label}) is truncated: it declares {declared:.2f} s but only {got:.2f} s could be decoded"
-        )
+    slack = _EXACT_SLACK_S if label in _EXACT_LENGTH else max(0.5, 0.1 * (declared or 0.0))
+    if declared is not None and declared - got > slack:
+        raise _truncated(label, declared, got)
     samples = np.clip(np.concatenate(chunks), -1.0, 1.0).astype(np.float32, copy=False)
     return samples, rate, label
 
@@ -366,6 +378,40 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
     if container.duration:
         return container.duration / av.time_base
     return None
+
+
+def _check_wav_length(data: bytes) -> None:
+    """Refuse a wav whose data chunk's header promises more bytes than the file holds.
+
+    FFmpeg quietly decodes what is there, so a wav cut off in transfer would otherwise
+    pass as a shorter prompt that no longer matches its transcript. Sizes that streaming
+    writers use for "unknown" (0, 0xFFFFFFFF) are accepted; RF64/BW64 take the size from
+    their ds64 chunk.
+    """
+    pos, byte_rate, ds64_size = 12, 0, None
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if chunk == b"ds64" and size >= 16 and body + 16 <= len(data):
+            ds64_size = int.from_bytes(data[body + 8 : body + 16], "little")
+        elif chunk == b"fmt " and size >= 12 and body + 12 <= len(data):
+            byte_rate = int.from_bytes(data[body + 8 : body + 12], "little")
+        elif chunk == b"data":
+            if size == 0xFFFFFFFF and ds64_size is not None:
+                size = ds64_size
+            elif size >= _WAV_UNKNOWN_SIZE:
+                return
+            present = len(data) - body
+            if byte_rate and size and (size - present) / byte_rate > _EXACT_SLACK_S:
+                raise _truncated("wav", size / byte_rate, present / byte_rate)
+            return
+        pos = body + size + (size & 1)
+
+
+def _truncated(label: str, declared: float, got: float) -> ApiError:
+    return ApiError(
+        f"prompt audio ({label}) is truncated: it declares {declared:.2f} s but only {got:.2f} s could be decoded"
+    )
 
 
 def _too_long(max_seconds: float) -> ApiError:

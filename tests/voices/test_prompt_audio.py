@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import re
+import struct
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.voices.test_url_fetch import LocalServer
+from synthesis.encoding import wav_header
 from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices.prompt_audio import (
     NEITHER,
@@ -251,6 +254,61 @@ def test_truncated_containers(name: str, keep: float) -> None:
         read(b64(data[: int(len(data) * keep)]))
 
 
+def wav_file(pcm: bytes, rate: int, data_size: int, *, riff: bytes = b"RIFF", extra: bytes = b"") -> bytes:
+    """A mono 16-bit wav whose data chunk declares ``data_size`` bytes; ``extra`` chunks go first."""
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16)
+    body = b"WAVE" + extra + fmt + struct.pack("<4sI", b"data", data_size) + pcm
+    return riff + struct.pack("<I", min(len(body), 0xFFFFFFFF)) + body
+
+
+@pytest.mark.parametrize("name", ["wav", "aiff"])
+def test_a_pcm_container_cut_short_is_truncated(name: str) -> None:
+    """FFmpeg decodes what is there; the header says how much should be."""
+    data = sample(name)
+    for keep in (0.5, 0.9):
+        with pytest.raises(ApiError, match=rf"\({name}\) is truncated: it declares 2.00 s") as info:
+            read(b64(data[: int(len(data) * keep)]))
+        assert info.value.status == 400
+    assert read(b64(data[:-1])).container == name  # a byte short of the end: nothing audible is missing
+
+
+def test_wav_sizes_from_streaming_writers_and_rf64() -> None:
+    rate = 16000
+    pcm = pcm16(speech_like(2.0, rate))
+    for unknown in (0, 0xFFFFFFFF, 0x7FFFF000):  # "length unknown" as streaming writers put it
+        assert read(b64(wav_file(pcm, rate, unknown))).duration == pytest.approx(2.0)
+    assert read(b64(wav_header(rate, None) + pcm)).duration == pytest.approx(2.0)  # our own stream
+    assert read(b64(wav_file(pcm, rate, len(pcm)) + b"LIST\xff\x00\x00\x00cut")).duration == pytest.approx(2.0)
+
+    def rf64(declared: int) -> bytes:
+        ds64 = struct.pack("<4sIQQQI", b"ds64", 28, 0, declared, declared // 2, 0)
+        return wav_file(pcm, rate, 0xFFFFFFFF, riff=b"RF64", extra=ds64)
+
+    assert read(b64(rf64(len(pcm)))).duration == pytest.approx(2.0)
+    with pytest.raises(ApiError, match="truncated: it declares 4.00 s but only 2.00 s"):
+        read(b64(rf64(2 * len(pcm))))
+
+
+def test_which_containers_tell_a_cut_at_half() -> None:
+    """Half of a 6 s prompt: every container that records its length is refused.
+
+    Ogg records no total length (FFmpeg reads the last page's position), so a cut between
+    pages decodes as a shorter, valid file; it is then held to the duration and speech checks.
+    ADTS aac and a raw mp3 without a Xing/Info/VBRI frame record none either (refused here
+    only because the cut lands inside a frame).
+    """
+    refused = {}
+    for name in FORMATS:
+        data = sample(name, 6.0)
+        try:
+            read(b64(data[: len(data) // 2]))
+            refused[name] = False
+        except ApiError as exc:
+            assert exc.status == 400 and re.search("truncated", exc.message), exc.message
+            refused[name] = True
+    assert refused == {name: name != "ogg-opus" for name in FORMATS}
+
+
 @pytest.mark.parametrize("magic", [b"OggS", b"fLaC", b"ID3\x04\x00\x00\x00\x00\x00\x00", b"RIFF\x00\x00\x00\x00WAVE"])
 def test_container_magic_followed_by_noise(magic: bytes) -> None:
     noise = np.random.default_rng(1).bytes(20_000)
@@ -322,6 +380,27 @@ def test_quiet_speech_passes_and_threshold_is_configurable() -> None:
     assert read(quiet).duration == pytest.approx(2.0)
     with pytest.raises(ApiError, match="silent"):
         read(quiet, limits=PromptLimits(silence_dbfs=-30.0))
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        pytest.param(lambda: b64(np.random.default_rng(5).bytes(64000)), id="random-bytes-as-raw-pcm"),
+        pytest.param(lambda: b64(encode(np.random.default_rng(6).standard_normal(RATE * 3).astype(np.float32) * 0.1,
+                                        "wav", "pcm_s16le", RATE)), id="white-noise-wav"),
+        pytest.param(lambda: b64(encode(0.3 * np.sin(2 * np.pi * 440 * np.arange(RATE * 2) / RATE).astype(np.float32),
+                                        "flac", "flac", RATE)), id="sine-flac"),
+    ],
+)
+def test_what_is_not_speech_is_refused(audio) -> None:
+    with pytest.raises(ApiError, match="does not sound like speech") as info:
+        read(audio())
+    assert info.value.status == 400
+
+
+def test_the_speech_check_can_be_turned_off() -> None:
+    noise = b64(np.random.default_rng(5).bytes(64000))
+    assert read(noise, limits=PromptLimits(min_voiced_seconds=0)).duration == pytest.approx(2.0)
 
 
 # --- telling the sources apart -----------------------------------------------------
