@@ -17,6 +17,7 @@ $(VENV)/.installed: requirements.txt synthesis/engines/voice_pack.py
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps resemblyzer==0.1.4
 	# Kokoro v1.0's 54 voices (8 Mandarin) from the npm package kokoro-js, pinned and sha512-checked.
 	$(PY) -m synthesis.engines.voice_pack
+	$(PY) -m synthesis.engines.voice_embeddings  # their reference embeddings: computed here, not at the first start
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-quality.txt

@@ -33,6 +33,8 @@ from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
 from synthesis.engines.kokoro_refine import loudness_meta, output_gain, with_output_gain
 from synthesis.engines.kokoro_refine import refine as refine_style
+from synthesis.engines.voice_embeddings import default_path as voice_embeddings_path
+from synthesis.engines.voice_embeddings import read as read_voice_embeddings
 from synthesis.engines.voice_pack import STYLE_SHAPE, VoicePackError
 from synthesis.engines.voice_pack import default_path as voice_pack_path
 from synthesis.engines.voice_pack import load as load_voice_pack
@@ -255,10 +257,16 @@ class KokoroEngine:
     )
 
     def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1,
-                 voice_pack: Path | None = None) -> None:
+                 voice_pack: Path | None = None, voice_embeddings: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         #: Kokoro v1.0's other voices (synthesis/engines/voice_pack.py); used when installed
         self.voice_pack = Path(voice_pack) if voice_pack is not None else voice_pack_path()
+        #: the stock voices' reference table computed at install time (synthesis/engines/voice_embeddings.py);
+        #: used when it was computed for what this engine loads
+        self.voice_embeddings = (Path(voice_embeddings) if voice_embeddings is not None
+                                 else voice_embeddings_path(self.voice_pack))
+        #: (key, voice names, table) of the reference embeddings in use, once loaded
+        self.reference_table: tuple[str, list[str], np.ndarray] | None = None
         self.threads = max(1, int(threads))
         self.loaded = False
         self.warm = False
@@ -373,12 +381,15 @@ class KokoroEngine:
     # ------------------------------------------------------------------ reference voices
 
     def _load_references(self) -> None:
-        """Speaker embedding and median F0 of every stock voice, cached on disk."""
+        """Speaker embedding and median F0 of every stock voice: the table computed at install
+        time when its key is this engine's, else the one cached in the engine directory, else
+        computed now (minutes on a busy machine) and cached there."""
         self._encoder = _speaker_encoder()
         names = self.stock_voices()
-        path = self.data_dir / "cache" / f"kokoro-voice-embeddings-{self._reference_key(names)}.npy"
-        table = None
-        if path.is_file():
+        key = self._reference_key(names)
+        path = self.data_dir / "cache" / f"kokoro-voice-embeddings-{key}.npy"
+        table = read_voice_embeddings(self.voice_embeddings, key, names)
+        if table is None and path.is_file():
             try:
                 table = np.load(path, allow_pickle=False)
             except (OSError, ValueError):
@@ -394,6 +405,7 @@ class KokoroEngine:
                     table[i, :256] = self._encoder.embed(audio, SAMPLE_RATE)
                 table[i, 256] = median_f0(audio, SAMPLE_RATE) or 0.0
             _atomic_save(path, table)
+        self.reference_table = (key, names, table)
         self._voice_embeddings = {n: table[i, :256].copy() for i, n in enumerate(names)} if self._encoder else {}
         self._voice_f0 = {n: float(table[i, 256]) for i, n in enumerate(names)}
 
@@ -407,6 +419,7 @@ class KokoroEngine:
             "voices": voices.hexdigest(),
             "sentences": REFERENCE_SENTENCES,
             "encoder": _encoder_version() if self._encoder is not None else "none",
+            "runtime": _runtime_version(),
             "version": _REFERENCE_VERSION,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
@@ -946,10 +959,25 @@ def _speaker_encoder() -> Any:
 
 
 def _encoder_version() -> str:
+    """The speaker encoder's package version and its weights' sha256: other weights, other embeddings."""
+    from synthesis.speaker_embedding import _default_weights_path
+
     try:
-        return "resemblyzer-" + metadata.version("Resemblyzer")
+        version = "resemblyzer-" + metadata.version("Resemblyzer")
     except metadata.PackageNotFoundError:
-        return "resemblyzer"
+        version = "resemblyzer"
+    try:
+        return f"{version}:{sha256_file(_default_weights_path())}"
+    except (FileNotFoundError, OSError):
+        return version
+
+
+def _runtime_version() -> str:
+    """ONNX Runtime's version: the reference sentences are synthesised with it."""
+    try:
+        return "onnxruntime-" + metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return "onnxruntime"
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
