@@ -1,12 +1,18 @@
 """GET /health and GET /metrics: for load balancers, orchestrators and Prometheus.
 
 Embedded mode is ready when its engine is loaded and warm; distributed mode's web
-process is ready when at least one synthesis worker has registered in Redis.
+process is ready when at least one synthesis worker has registered in Redis. Both also
+need a database that answers a read of a real table (a corrupt SQLite file still answers
+``SELECT 1``).
 /metrics is this web process's Prometheus exposition (see ttsplatform/metrics.py).
 """
 from __future__ import annotations
 
+import logging
+
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -15,6 +21,9 @@ from synthesis.engines.registry import engine_status
 from ttsplatform import metrics
 from ttsplatform.errors import Unauthorized
 from ttsplatform.http import json_endpoint, json_response
+from voices.models import Tenant, Voice
+
+log = logging.getLogger(__name__)
 
 
 @json_endpoint("GET")
@@ -26,10 +35,22 @@ async def health(request: HttpRequest) -> HttpResponse:
         status = engine_status()
         ready = bool(status["loaded"] and status["warm"])
         body = {"mode": "embedded", **status}
+    body["database"] = await sync_to_async(_database_answers)()
+    ready = ready and body["database"]
     response = json_response({"status": "ok" if ready else "starting", **body}, status=200 if ready else 503)
     # "Still warming up" is an expected answer, not a server error worth an ERROR log line.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
+
+
+def _database_answers() -> bool:
+    try:
+        Voice.objects.order_by().values_list("pk").first()
+        Tenant.objects.order_by().values_list("pk").first()
+    except DatabaseError as exc:
+        log.error("health: the database does not answer: %s", exc)
+        return False
+    return True
 
 
 async def _distributed_status() -> dict[str, object]:

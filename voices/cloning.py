@@ -8,6 +8,7 @@ on a clone worker, which reads the stored prompt audio back from the feature sto
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from django.conf import settings
 
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 MAX_UNITS_PER_SECOND = 14.0
 
 
-def source_policy() -> PromptSourcePolicy:
+def source_policy(path_roots: tuple[Path, ...] | None) -> PromptSourcePolicy:
+    """Where a prompt may come from; ``path_roots`` confines local paths (None: open mode)."""
     return PromptSourcePolicy(
-        path_roots=settings.TTS_PATH_ROOTS,
+        path_roots=path_roots,
         allow_private_urls=settings.TTS_ALLOW_PRIVATE_URLS,
         max_bytes=settings.TTS_PROMPT_MAX_BYTES,
         url_timeout_s=settings.TTS_URL_TIMEOUT,
@@ -44,10 +46,13 @@ def prompt_limits() -> PromptLimits:
 
 
 def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, raw_sample_rate: int | None,
-                note: str = "") -> bool:
-    """Clone a voice (blocking: run it in a worker thread). Returns ``existed``."""
+                note: str, path_roots: tuple[Path, ...] | None) -> bool:
+    """Clone a voice (blocking: run it in a worker thread). Returns ``existed``.
+
+    ``path_roots``: where a local ``source`` path may lie (the caller's area; None: anywhere
+    but the server's own data)."""
     audio = read_prompt_audio(
-        source, policy=source_policy(), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
+        source, policy=source_policy(path_roots), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
     )
     check_transcript_fits(prompt_text, audio.duration)
     audio_blob = services.store_blob(tenant, audio.raw, "audio")

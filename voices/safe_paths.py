@@ -3,7 +3,8 @@
 Generic on purpose: used for clone prompt files and for tone-cache locations.
 
 ``roots=None`` is *open mode*: any path the process can read, like the original
-servers. Otherwise the real path (symlinks resolved, ``..`` collapsed) must lie inside
+servers, except the server's own data (:mod:`voices.server_paths`), which is refused in
+every mode with the same answer as a path outside the roots. Otherwise the real path (symlinks resolved, ``..`` collapsed) must lie inside
 one of ``roots``; ``roots=()`` therefore turns client paths off entirely. Relative
 paths are taken relative to the first root (open mode: the working directory).
 
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Literal
 
 from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from voices.server_paths import private_area
 
 MAX_PATH_CHARS = 4096
+#: One answer for every path a caller may not use, so it tells nothing about what is there.
+OUTSIDE = "path is outside the directories this server allows"
 
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -59,8 +63,9 @@ def resolve_client_path(
         candidate = base / candidate
     real = Path(os.path.realpath(candidate))
 
-    if roots is not None and not any(_is_inside(real, root) for root in roots):
-        raise Forbidden("path is outside the directories this server allows")
+    private = private_area()
+    if (roots is not None and not any(_is_inside(real, root) for root in roots)) or private.contains(real):
+        raise Forbidden(OUTSIDE)
 
     try:
         st = os.stat(real)
@@ -72,6 +77,8 @@ def resolve_client_path(
         raise Forbidden(f"path is not accessible: {raw}") from None
     except OSError as exc:  # ENAMETOOLONG, ELOOP, ENOTDIR, ...
         raise ApiError(f"cannot use path {raw!r}: {exc.strerror or exc}") from None
+    if private.is_database(st):  # a hard link to the database
+        raise Forbidden(OUTSIDE)
     _check_kind(st.st_mode, raw, kind)
     return real
 
@@ -89,6 +96,8 @@ def read_client_file(raw: str, roots: Sequence[Path] | None, *, max_bytes: int) 
         raise ApiError(f"cannot open {raw!r}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb", buffering=0) as fh:
         st = os.fstat(fh.fileno())
+        if private_area().is_database(st):  # swapped in after the check
+            raise Forbidden(OUTSIDE)
         _check_kind(st.st_mode, raw, "file")
         if st.st_size > max_bytes:
             raise PayloadTooLarge(_too_large(max_bytes))

@@ -70,7 +70,7 @@ async def clone(request: HttpRequest) -> dict[str, object]:
     await sync_to_async(quotas.check_voice_count)(tenant.id, quota)
     await quotas.take_clone(tenant.id, quota)
     existed = await metrics.timed_clone(run_in_pool("clone", clone_voice, tenant, prompt_id, source, prompt_text,
-                                                    raw_rate, note))
+                                                    raw_rate, note, _area(caller).local_roots))
     if not existed:
         await sync_to_async(usage.record)(tenant.id, clones=1)
         await _audit(caller, AuditEvent.Action.CLONE, prompt_id, note)
