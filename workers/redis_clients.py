@@ -25,7 +25,10 @@ def _url() -> str:
 
 def _options() -> dict[str, object]:
     # No read timeout on the connection itself: blocking reads (XREAD, BLPOP) carry their own.
-    return {"socket_connect_timeout": 5, "socket_keepalive": True, "health_check_interval": 10}
+    # Said explicitly: redis-py 8 defaults to 5 s, which cut a clone's BLPOP for its reply (up to
+    # TTS_CLONE_TIMEOUT) after its retries, about 26 s: a clone slower than that on a busy machine was a 500.
+    return {"socket_connect_timeout": 5, "socket_timeout": None, "socket_keepalive": True,
+            "health_check_interval": 10}
 
 
 @functools.cache
