@@ -1,7 +1,8 @@
 """ASGI entry point: Django views for HTTP, the /tts consumer for WebSockets.
 
 The engine starts loading in a background thread as soon as the process starts;
-/health answers 503 until it is loaded and warm, and early requests wait for it.
+/health answers 503 until it is loaded and warm, and so do early requests (503 + Retry-After,
+close 4503 on /tts) rather than wait for it.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from synthesis.engines.registry import get_loaded_engine  # noqa: E402
+from synthesis.engines.registry import start_loading  # noqa: E402
 from ttsplatform.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -31,7 +32,7 @@ application = ProtocolTypeRouter(
 from django.conf import settings  # noqa: E402
 
 if settings.TTS_PRELOAD_ENGINE and not settings.DISTRIBUTED:  # workers hold the engine in distributed mode
-    threading.Thread(target=get_loaded_engine, name="engine-preload", daemon=True).start()
+    start_loading()
 
 if not settings.DISTRIBUTED:  # one process: any voice still "refining" lost its refinement with the last one
     from voices.refine import recover_after_restart

@@ -41,3 +41,12 @@ class Forbidden(ApiError):
 
 class Unauthorized(ApiError):
     status = 401
+
+
+class NotReady(ApiError):
+    """The service is starting (engine loading, no worker registered yet): 503 with
+    ``Retry-After`` on REST, an error frame and close 4503 on /tts -- at once, never a wait."""
+
+    status = 503
+    #: seconds a client should wait before retrying (the Retry-After header)
+    retry_after = 5

@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ttsplatform import metrics
-from ttsplatform.errors import ApiError
+from ttsplatform.errors import ApiError, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,13 @@ def json_endpoint(*methods: str) -> Callable[[Callable[..., Awaitable[Any]]], Ca
                 return error_response("request body is too large", 413)
             except ApiError as exc:
                 metrics.count_error("http", exc)
-                if exc.status >= 500:
+                if exc.status >= 500 and not isinstance(exc, NotReady):
                     log.error("%s %s failed: %s", request.method, request.path, exc.message)
-                return error_response(exc.message, exc.status)
+                response = error_response(exc.message, exc.status)
+                if isinstance(exc, NotReady):  # expected while starting: no ERROR line from Django either
+                    response["Retry-After"] = str(exc.retry_after)
+                    response._has_been_logged = True  # type: ignore[attr-defined]
+                return response
             except Exception as exc:
                 metrics.count_error("http", exc)
                 log.exception("%s %s crashed", request.method, request.path)

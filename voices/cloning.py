@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from synthesis.engines.registry import get_loaded_engine
+from synthesis.engines.registry import get_loaded_engine, get_ready_engine
 from synthesis.text.segmenter import units
 from voices import refine, services
 from voices.exceptions import InvalidRequest
@@ -51,6 +51,8 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
 
     ``path_roots``: where a local ``source`` path may lie (the caller's area; None: anywhere
     but the server's own data)."""
+    if not settings.DISTRIBUTED:  # NotReady at once while the engine loads (a worker's is loaded before it registers)
+        get_ready_engine()
     audio = read_prompt_audio(
         source, policy=source_policy(path_roots), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
     )

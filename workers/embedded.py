@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from synthesis.engines.registry import get_ready_engine
 from synthesis.job import TextInbox
 from synthesis.protocol import TtsRequest
 from workers.executors import pool
@@ -42,8 +43,10 @@ def start_embedded_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_
     """Start a job in the stream pool (call from the event loop).
 
     The pool has one thread per allowed stream and no queue, so a stream over
-    TTS_MAX_STREAMS is refused with ServerBusy, never queued silently.
+    TTS_MAX_STREAMS is refused with ServerBusy, never queued silently; one before the engine
+    is warm is refused with NotReady, as distributed mode refuses one no worker can take.
     """
+    get_ready_engine()
     inbox = TextInbox(capacity=settings.TTS_MAX_TEXT_CHARS + 2)
     inbox.put(text, done)
     sink = ChannelLayerSink(get_channel_layer(), reply_channel, asyncio.get_running_loop(), job_id, inbox.cancelled)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from synthesis.exceptions import ServerBusy, SynthesisFailed
 from synthesis.protocol import TtsRequest
 from ttsplatform import logs
-from ttsplatform.errors import ApiError
+from ttsplatform.errors import ApiError, NotReady
 from voices.services import StoredBlob, delete_blobs
 from workers import keys, stream_queue
 from workers.redis_clients import async_redis, sync_redis
@@ -124,7 +124,7 @@ async def start_remote_job(job_id: str, request: TtsRequest, voice: VoiceRef, re
             # One round trip on this loop; workers drop a job nobody took within TTS_JOB_START_TIMEOUT.
             if not await stream_queue.enqueue(settings.TTS_SYNTHESIS_QUEUE, stream_queue.job_message(
                     job_id, request_as_dict(request), voice.as_dict(), reply_channel, text, done)):
-                raise SynthesisFailed("no synthesis worker is running; please retry shortly")
+                raise NotReady("no synthesis worker is running; please retry shortly")
         except BaseException:
             slots.give_back()
             raise
@@ -145,7 +145,7 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
     job_id = uuid.uuid4().hex
     try:
         if sync_redis().zcount(keys.WORKERS, time.time(), "+inf") == 0:
-            raise ApiError("no worker is running to clone voices; please retry shortly", status=503)
+            raise NotReady("no worker is running to clone voices; please retry shortly")
         app.send_task(
             "tts.clone",
             kwargs={"job_id": job_id, "tenant_id": tenant_id, "prompt_id": prompt_id, "prompt_text": prompt_text,
