@@ -1,9 +1,13 @@
 """Who is calling: an API key's tenant and scopes, or (open mode) the default tenant.
 
-REST takes ``Authorization: Bearer <key>``; the WebSocket takes the same header or, for
-browsers that cannot set headers, ``?api_key=<key>``. A key that is sent must be valid,
-even in open mode. Without one, open mode (TTS_REQUIRE_API_KEY=false, the embedded
-default) acts for the default tenant with every scope, as the original servers did.
+REST takes ``Authorization: Bearer <key>`` only: a key in a URL ends up in access logs,
+proxy logs and browser history, so ``?api_key=`` on REST is refused with 400 rather than
+ignored (ignoring it would silently act for the default tenant in open mode). The
+WebSocket takes the same header or, for browsers that cannot set headers on one,
+``?api_key=<key>`` (redacted from every log line, see ttsplatform/logs.py). A key that is
+sent must be valid, even in open mode. Without one, open mode (TTS_REQUIRE_API_KEY=false,
+the embedded default) acts for the default tenant with every scope, as the original
+servers did.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from django.http import HttpRequest
 
 from tenants.keys import InvalidKey, verify_key
 from tenants.models import ALL_SCOPES
-from ttsplatform.errors import Forbidden, Unauthorized
+from ttsplatform.errors import ApiError, Forbidden, Unauthorized
 from voices.models import Tenant
 from voices.tenancy import default_tenant
 
@@ -57,12 +61,19 @@ def caller_for(authorization: str | None, query_key: str | None = None) -> Calle
     return Caller(default_tenant(), frozenset(ALL_SCOPES), "open", keyed=False)
 
 
+QUERY_KEY = "api_key"
+
+
 def caller_for_request(request: HttpRequest) -> Caller:
-    return caller_for(request.headers.get("Authorization"), request.GET.get("api_key"))
+    """The caller of a REST request: the Authorization header only (blocking: database)."""
+    if QUERY_KEY in request.GET:
+        raise ApiError(f"'{QUERY_KEY}' in the URL is not accepted on REST endpoints (URLs end up in logs); "
+                       "send 'Authorization: Bearer <key>' instead", 400)
+    return caller_for(request.headers.get("Authorization"))
 
 
 def caller_for_scope(scope: dict) -> Caller:
     """The caller of an ASGI (WebSocket) connection."""
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return caller_for(headers.get("authorization"), (query.get("api_key") or [None])[0])
+    return caller_for(headers.get("authorization"), (query.get(QUERY_KEY) or [None])[0])

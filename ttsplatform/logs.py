@@ -7,6 +7,12 @@ id) in whatever thread or worker process runs it. :class:`RequestIdFilter`, on t
 console handler, copies both ids onto every record; the formatters print them:
 ``plain`` appends `` [rid=...]``, ``json`` writes one JSON object per line.
 
+API keys never reach the log: :class:`RedactSecretsFilter`, also on the console handler
+(so on every logger's records), replaces ``api_key=...`` values (the WebSocket's query
+parameter, percent-encoded names included) and anything shaped like a key
+(``tts_<prefix>_<secret>``, the prefix kept to tell keys apart) with ``[redacted]``.
+Daphne's access log, which is no log record, gets the same (ttsplatform/daphne_hooks.py).
+
 This module is imported by the settings (LOGGING): it must not import Django models.
 """
 from __future__ import annotations
@@ -30,6 +36,20 @@ job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 HEADER = "X-Request-ID"
 #: What a client may send as its request id: short, and safe in logs, headers and JSON.
 _VALID_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,64}")
+
+
+REDACTED = "[redacted]"
+#: ``api_key=<value>`` in a query string: the name may be percent-encoded (``api%5Fkey``).
+_QUERY_KEY = re.compile(r"(api(?:_|%5f)key=)[^&\s\"'#]*", re.IGNORECASE)
+#: A key anywhere (tenants/keys.py makes them): ``tts_<prefix>_<secret>``.
+_KEY = re.compile(r"\b(tts_[a-z0-9]{8,16}_)[A-Za-z0-9_-]{20,100}")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with API keys and ``api_key=`` values replaced by ``[redacted]``."""
+    if "tts_" not in text and "key" not in text.lower():
+        return text  # the common case: nothing to look for
+    return _KEY.sub(r"\1" + REDACTED, _QUERY_KEY.sub(r"\1" + REDACTED, text))
 
 
 def new_request_id() -> str:
@@ -66,6 +86,26 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RedactSecretsFilter(logging.Filter):
+    """Redact API keys from a record's message and traceback (see :func:`redact_secrets`);
+    drops nothing. The record itself is changed, so every handler after this one sees the
+    redacted text too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_secrets(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        return True
+
+
+_TRACEBACKS = logging.Formatter()
+
+
 class PlainFormatter(logging.Formatter):
     """The classic one-line format, plus `` [rid=...]`` (and ``job=...`` when it differs)."""
 
@@ -95,10 +135,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value:
                 entry[key] = value
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_text:  # already formatted (and redacted) by RedactSecretsFilter
             entry["exc_info"] = record.exc_text
+        elif record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -109,13 +149,14 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"ids": {"()": "ttsplatform.logs.RequestIdFilter"}},
+        "filters": {"ids": {"()": "ttsplatform.logs.RequestIdFilter"},
+                    "redact": {"()": "ttsplatform.logs.RedactSecretsFilter"}},
         "formatters": {
             "plain": {"()": "ttsplatform.logs.PlainFormatter",
                       "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
             "json": {"()": "ttsplatform.logs.JsonFormatter"},
         },
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["ids"]}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["ids", "redact"]}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": {"django.channels.server": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
     }

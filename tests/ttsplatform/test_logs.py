@@ -72,7 +72,7 @@ def test_json_format_leaves_out_unknown_ids() -> None:
 def test_logging_config_picks_the_format() -> None:
     config = logs.logging_config("INFO", "json")
     assert config["handlers"]["console"]["formatter"] == "json"
-    assert config["handlers"]["console"]["filters"] == ["ids"]
+    assert config["handlers"]["console"]["filters"] == ["ids", "redact"]
     assert logs.logging_config("DEBUG", "plain")["root"]["level"] == "DEBUG"
 
 
@@ -94,3 +94,31 @@ def test_middleware_echoes_or_makes_an_id() -> None:
     made = asyncio.run(client.get("/metrics", headers={"X-Request-ID": "not valid!"}))
     assert logs.valid_request_id(made["X-Request-ID"]) and made["X-Request-ID"] != "not valid!"
     assert asyncio.run(client.get("/nowhere"))["X-Request-ID"]
+
+
+KEY = "tts_0123abcd45_" + "S3cret-_" * 5
+
+
+def test_api_keys_are_redacted_from_every_record() -> None:
+    """On the console handler, so whatever logger a key reaches the log through."""
+    try:
+        raise ValueError(f"bad key {KEY}")
+    except ValueError:
+        exc = sys.exc_info()
+    records = [
+        _record("GET %s", (f"/tts?x=1&api_key={KEY}&y=2",)),
+        _record("%s", (f"/speakers?API%5Fkey={KEY}",)),
+        _record(f"Authorization: Bearer {KEY}", ()),
+        _record("failed", (), exc),
+    ]
+    for record in records:
+        assert logs.RedactSecretsFilter().filter(record) is True
+    lines = [logs.PlainFormatter("%(message)s").format(r) for r in records]
+    lines.append(logs.JsonFormatter().format(records[-1]))
+    assert all("S3cret" not in line for line in lines), lines
+    assert lines[0] == "GET /tts?x=1&api_key=[redacted]&y=2"
+    assert lines[2] == "Authorization: Bearer tts_0123abcd45_[redacted]"  # the prefix still tells keys apart
+    assert "ValueError: bad key tts_0123abcd45_[redacted]" in lines[3]
+    untouched = _record("voice %s has key_count=%d", ("alice", 3))
+    logs.RedactSecretsFilter().filter(untouched)
+    assert untouched.getMessage() == "voice alice has key_count=3"
