@@ -25,7 +25,7 @@ from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
 from tenants.models import Quota, Scope
 from ttsplatform import logs, metrics
-from ttsplatform.errors import ApiError
+from ttsplatform.errors import ApiError, PayloadTooLarge
 from voices import services
 from voices.exceptions import UnknownVoice
 from workers.dispatch import Job, start_job
@@ -60,9 +60,14 @@ class TtsConsumer(AsyncWebsocketConsumer):
 
     def _authorise(self) -> tuple[Caller, Quota | None]:
         """The caller and its tenant's limits, in one trip to the database thread."""
+        caller = self._caller_now()
+        return caller, quotas.limits_of(caller.tenant.id)
+
+    def _caller_now(self) -> Caller:
+        """Who is calling, checked against the database now (blocking)."""
         caller = caller_for_scope(self.scope)
         caller.require(Scope.SYNTHESIZE)
-        return caller, quotas.limits_of(caller.tenant.id)
+        return caller
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
@@ -111,6 +116,17 @@ class TtsConsumer(AsyncWebsocketConsumer):
             log.exception("unexpected error in /tts")
             await self._fail(SynthesisFailed("internal server error"))
 
+    async def websocket_too_large(self, message: dict[str, Any]) -> None:
+        """A message over the server's size limit (ttsplatform/daphne_hooks.py): its data
+        was discarded as it arrived; refuse it like any other bad message."""
+        self.last_client_message = time.monotonic()
+        await self._fail(PayloadTooLarge(f"a message may be at most {message.get('limit')} bytes"))
+
+    async def websocket_invalid_text(self, message: dict[str, Any]) -> None:
+        """A text frame that is not UTF-8 (ttsplatform/daphne_hooks.py)."""
+        self.last_client_message = time.monotonic()
+        await self._fail(ProtocolError("a text message must be UTF-8 encoded JSON"))
+
     async def _start(self, message: dict[str, Any]) -> None:
         """Start a request; text sent with its req_params goes to the job as it starts."""
         assert self.caller is not None
@@ -151,7 +167,13 @@ class TtsConsumer(AsyncWebsocketConsumer):
             raise VoiceNotFound(exc.message) from None
 
     def _get_voice(self, prompt_id: str) -> VoiceRef:
+        """The voice, in the same trip to the database thread as a fresh check of the key:
+        a key revoked (or expired) while the connection is open stops at its next request
+        (4401), not when the client hangs up. One indexed query per request, no cache, so
+        revocation takes effect at once on every process."""
         assert self.caller is not None
+        if self.caller.keyed:
+            self.caller = self._caller_now()
         voice = services.get_voice(self.caller.tenant, prompt_id)
         return VoiceRef(voice.prompt_id, voice.features_key, voice.features_sha256)
 

@@ -7,6 +7,8 @@ from typing import Any
 from synthesis.encoding import FORMATS, MODES
 from synthesis.exceptions import ProtocolError
 from ttsplatform.json_text import loads_text
+from voices.exceptions import InvalidRequest
+from voices.validation import check_prompt_id
 
 #: What a client may ask for is exactly what the encoders can make (one table, in encoding.py).
 AUDIO_FORMATS = tuple(FORMATS)
@@ -43,6 +45,10 @@ def parse_req_params(raw: Any) -> TtsRequest:
     prompt_id = raw.get("prompt_id")
     if not isinstance(prompt_id, str) or not prompt_id.strip():
         raise ProtocolError("req_params.prompt_id is required")
+    try:
+        check_prompt_id(prompt_id, "req_params.prompt_id")  # REST's rules: no voice can have another id
+    except InvalidRequest as exc:
+        raise ProtocolError(exc.message) from None
     fmt = raw.get("audio_format")
     fmt = DEFAULT_FORMAT if fmt in (None, "") else fmt
     if not isinstance(fmt, str) or fmt.strip().lower() not in AUDIO_FORMATS:
@@ -78,8 +84,9 @@ def _as_int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    digits = value.strip() if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= 9:  # int() takes more than a rate is
+        return int(digits)
     return None
 
 

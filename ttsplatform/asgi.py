@@ -3,6 +3,8 @@
 The engine starts loading in a background thread as soon as the process starts;
 /health answers 503 until it is loaded and warm, and so do early requests (503 + Retry-After,
 close 4503 on /tts) rather than wait for it.
+Daphne's WebSocket protocol and access log get this service's hooks (oversized and
+non-UTF-8 messages answered with a JSON error, API keys redacted): ttsplatform/daphne_hooks.py.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from synthesis.engines.registry import start_loading  # noqa: E402
+from ttsplatform import daphne_hooks  # noqa: E402
 from ttsplatform.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_hooks.install()  # before Daphne builds its server, which it does after importing this module
 
 application = ProtocolTypeRouter(
     {

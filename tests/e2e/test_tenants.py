@@ -167,6 +167,61 @@ def test_bad_revoked_and_expired_keys_are_refused(server: RunningServer, pair) -
     assert response.status_code == 401 and "expired" in response.json()["message"]
 
 
+def _request_on(ws, prompt_id: str, text: str = ZH) -> tuple[list[dict], int | None]:
+    """One request on an open connection: its messages up to the end or error, and the
+    close code if the server closed."""
+    ws.send(json.dumps({"req_params": {"prompt_id": prompt_id, "audio_format": "pcm", "sample_rate": 16000}}))
+    ws.send(json.dumps({"text": text, "done": True}, ensure_ascii=False))
+    messages = []
+    try:
+        while not messages or not (messages[-1].get("is_end") or messages[-1].get("error")):
+            messages.append(json.loads(ws.recv(timeout=60)))
+        if messages[-1].get("error"):
+            ws.recv(timeout=10)
+    except ConnectionClosed as exc:
+        return messages, exc.rcvd.code if exc.rcvd else None
+    return messages, None
+
+
+@pytest.mark.parametrize("via_query", [False, True], ids=["header", "query"])
+def test_a_key_revoked_while_its_websocket_is_open_stops_at_the_next_request(server: RunningServer, pair,
+                                                                             via_query: bool) -> None:
+    a, _ = pair
+    key = make_key(server, a, "--scopes", "synthesize")
+    url, headers = (server.ws + f"?api_key={key}", {}) if via_query else (server.ws, {"Authorization": f"Bearer {key}"})
+    with connect(url, open_timeout=10, additional_headers=headers, max_size=None) as ws:
+        messages, code = _request_on(ws, "alice")
+        assert messages[-1].get("is_end") is True and code is None, messages[-1]
+        server.manage("revoke_api_key", key)
+        messages, code = _request_on(ws, "alice")
+    assert [m for m in messages if not m.get("error")] == [], "no audio for a revoked key"
+    assert messages[-1] == {"error": True, "message": "this API key was revoked"}
+    assert code == 4401
+
+
+def test_rest_takes_the_key_from_the_header_only_and_logs_never_show_it(server: RunningServer, pair) -> None:
+    """A key in a URL lands in access logs: REST refuses it with 400 (with or without the
+    header), the WebSocket still takes it (browsers cannot set headers there), and no log
+    line shows it."""
+    a, _ = pair
+    for path in ("/speakers", "/usage", "/voices/alice"):
+        for headers in ({}, a.auth):
+            response = httpx.get(f"{server.http}{path}", params={"api_key": a.key}, headers=headers)
+            assert response.status_code == 400, (path, response.text)
+            assert response.json() == {"error": True, "message": response.json()["message"]}
+            assert "Authorization: Bearer" in response.json()["message"]
+    removed = httpx.post(f"{server.http}/remove?api_key={a.key}", json={"prompt_id": "nobody"})
+    assert removed.status_code == 400, removed.text
+    messages, _ = ws_stream(server, a.key, "alice", via_query=True)
+    assert messages[-1].get("is_end") is True, messages[-1]
+    messages, code = ws_stream(server, a.key + "x", "alice", via_query=True)  # a bad key, said in the error path
+    assert code == 4401
+    time.sleep(0.5)  # the access log line of the last request is written as it closes
+    logs = "\n".join(path.read_text(errors="replace") for path in server.data_dir.glob("*.log"))
+    secret = a.key.split("_", 2)[2]
+    assert "api_key=" in logs and secret not in logs
+
+
 def test_scopes_limit_what_a_key_may_do(server: RunningServer, pair, prompt_wavs) -> None:
     a, _ = pair
     speak_only = make_key(server, a, "--scopes", "synthesize")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.e2e.support import stream_tts
@@ -68,6 +69,42 @@ def test_text_that_is_not_unicode_is_refused(server: RunningServer, voice: str, 
     reply, code = _first_reply(server, *frames)
     assert reply["error"] is True and "unicode" in reply["message"].lower(), reply
     assert code == 4400
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("shape", ["one text frame", "fragments", "binary", "JSON mid-request", "many times over"])
+def test_a_message_over_the_size_limit_gets_an_error_frame_and_4413(server: RunningServer, voice: str,
+                                                                     shape: str) -> None:
+    """Daphne's 1 MiB limit used to drop the TCP connection (1006, no reason): now the
+    consumer refuses the message like any other, and the server keeps serving."""
+    over = {
+        "one text frame": ["x" * (MIB + 1)],
+        "fragments": [["[" + '"abc", ' * 40000, '"def", ' * 40000, '"ghi", ' * 80000 + "0]"]],
+        "binary": [b"\x01" * (2 * MIB)],
+        "JSON mid-request": [json.dumps({"req_params": {"prompt_id": voice, "audio_format": "pcm"}}),
+                             json.dumps({"text": "好" * MIB, "done": True})],
+        "many times over": ["y" * (16 * MIB)],
+    }[shape]
+    reply, code = _first_reply(server, *over)
+    assert reply == {"error": True, "message": reply["message"]} and "at most 1048576 bytes" in reply["message"]
+    assert code == 4413
+    result = stream_tts(server.ws, {"prompt_id": voice, "audio_format": "pcm"}, ["好的。"])
+    assert not result.errors and result.end is not None
+
+
+@pytest.mark.parametrize("frame", [b"\xed\xa0\x80", b'{"text": "\xff"}', b'{"req_params": {"prompt_id": "\xc3'])
+def test_a_text_frame_that_is_not_utf8_gets_an_error_frame_and_4400(server: RunningServer, frame: bytes) -> None:
+    """Invalid UTF-8 in a text frame (a raw lone surrogate, a stray byte, a cut sequence)
+    used to drop the TCP connection (1006)."""
+    with connect(server.ws, open_timeout=10) as ws:
+        ws.send(frame, text=True)
+        reply = json.loads(ws.recv(timeout=30))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert reply["error"] is True and "UTF-8" in reply["message"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
 
 
 def test_server_still_serves_after_bad_input(server: RunningServer, voice: str) -> None:

@@ -30,6 +30,10 @@ def test_it_parses_req_params(raw: dict, expected: TtsRequest) -> None:
         {"prompt_id": "a", "sample_rate": 11025}, {"prompt_id": "a", "audio_format": "mp3", "sample_rate": 12000},
         {"prompt_id": "a", "sample_rate": 24000.5}, {"prompt_id": "a", "instruct_text": 1},
         {"prompt_id": "a", "instruct_text": "x" * 501}, {"prompt_id": "a", "chunk_mode": "frames"},
+        # no voice can have such an id (REST refuses it); PostgreSQL cannot even look one up
+        {"prompt_id": "a\x00b"}, {"prompt_id": "x" * 129},
+        # digits int() refuses: a superscript, and more digits than Python converts
+        {"prompt_id": "a", "sample_rate": "²"}, {"prompt_id": "a", "sample_rate": "9" * 5000},
     ],
 )
 def test_it_rejects_bad_req_params(raw: object) -> None:
