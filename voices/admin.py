@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from synthesis.preview import MAX_PREVIEW_CHARS
-from tenants import audit
+from tenants import audit, quotas, usage
 from tenants.models import AuditEvent
 from ttsplatform.admin_site import StyledModelAdmin, short_datetime, site
 from ttsplatform.errors import ApiError
@@ -268,15 +268,20 @@ class VoiceAdmin(StyledModelAdmin):
         note: str = data["provenance_note"]
         source = base64.b64encode(data["prompt_audio"].read()).decode("ascii")
         try:
+            # The tenant's voice limit binds operators too (refused early here, and for
+            # certain where the row is inserted); the hourly clone rate is for API callers.
+            quotas.check_voice_count(tenant.id, quotas.limits_of(tenant.id))
             # The clone pool bounds clones per process, exactly as for POST /clone.
+            # path_roots=(): the upload is bytes, never a path on the server.
             existed = async_to_sync(run_in_pool)("clone", clone_voice, tenant, prompt_id, source,
-                                                 data["prompt_text"], None, note)
+                                                 data["prompt_text"], None, note, ())
         except ApiError as exc:
             form.add_error(_field_of(exc.message), exc.message)
             return None
         if existed:  # another clone of the same id won the race
             form.add_error("prompt_id", f"tenant {tenant.slug} already has a voice called {prompt_id!r}")
             return None
+        usage.record(tenant.id, clones=1)  # the tenant's usage, whoever started the clone
         audit.record(tenant.id, admin_actor(request), AuditEvent.Action.CLONE, prompt_id, note)
         voice = Voice.objects.select_related("tenant").get(tenant=tenant, prompt_id=prompt_id)
         self.log_addition(request, voice, [{"added": {}}])

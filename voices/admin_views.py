@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from django.http import HttpResponse
 
 from synthesis.preview import pcm_to_wav, synthesize_to_wav
+from tenants import usage
 from ttsplatform.errors import ApiError, NotFound
 from voices.feature_store import get_feature_store
 from voices.models import Voice
@@ -26,6 +27,11 @@ CONTENT_TYPES = {
     "aac": "audio/aac",
     "aiff": "audio/aiff",
 }
+
+
+#: previews are 16-bit mono WAV at this rate, behind a 44-byte header (synthesis.encoding.wav_header)
+PREVIEW_RATE = 24000
+WAV_HEADER_BYTES = 44
 
 
 class VoiceGone(NotFound):
@@ -62,9 +68,14 @@ def prompt_audio_response(voice: Voice) -> HttpResponse:
 
 
 def preview_response(voice: Voice, text: str) -> HttpResponse:
-    """``text`` spoken in ``voice`` as a WAV file (blocking: runs the job on the server's event loop)."""
+    """``text`` spoken in ``voice`` as a WAV file (blocking: runs the job on the server's event loop).
+
+    A preview is synthesis like a /tts stream, so it is metered to the voice's tenant
+    as one stream with its characters and audio seconds."""
     try:
-        wav = async_to_sync(synthesize_to_wav)(voice, text)
+        wav = async_to_sync(synthesize_to_wav)(voice, text, PREVIEW_RATE)
     except ApiError as exc:
         return plain_error(exc)
+    seconds = max(0, len(wav) - WAV_HEADER_BYTES) / (2 * PREVIEW_RATE)
+    usage.record(voice.tenant_id, characters=len(text.strip()), audio_seconds=seconds, streams=1)
     return _audio(wav, "audio/wav", "preview.wav")

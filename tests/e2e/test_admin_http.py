@@ -7,6 +7,7 @@ and is checked through the public API where it has an effect there.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.admin_support import AdminClient, create_admin, create_plain_user, csrf_token, wav_facts
+from tests.e2e.admin_support import manage as admin_support_manage
 from tests.e2e.conftest import PROMPT_TEXTS
 from tests.server import RunningServer
 
@@ -307,3 +309,89 @@ def test_every_page_carries_the_platform_style(server: RunningServer, admin: Adm
     logout = admin.http.post("/admin/logout/", data={"csrfmiddlewaretoken": csrf_token(admin.get("/admin/").text)})
     assert logout.status_code == 200 and style in logout.text
     assert admin.get("/admin/").status_code == 302
+
+
+# --- admin work is bound by the voice quota and metered as usage (issue 17, item 3) ---------------
+
+
+def api_usage(server: RunningServer, key: str) -> dict[str, float]:
+    response = httpx.get(f"{server.http}/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["total"]
+
+
+def test_admin_clones_obey_the_voice_quota_and_count_as_usage(server: RunningServer, admin: AdminClient,
+                                                             prompt_wavs: dict[str, bytes]) -> None:
+    tenant_pk, _ = add_tenant(admin, {"max_voices": "1"})
+    key = new_key(admin, tenant_pk)
+    pk = voice_pk(clone_form(admin, tenant_pk, "first", prompt_wavs["jf_alpha"], PROMPT_TEXTS["jf_alpha"]))
+    assert api_usage(server, key)["clones"] == 1
+
+    text = "你好，欢迎使用语音合成服务。"
+    preview = admin.get(f"/admin/voices/voice/{pk}/preview.wav", params={"text": text})
+    assert preview.status_code == 200, preview.text
+    used = api_usage(server, key)
+    assert used["streams"] == 1 and used["characters"] == len(text)
+    assert abs(used["audio_seconds"] - wav_facts(preview.content)[1]) < 0.01
+
+    over = clone_form(admin, tenant_pk, "second", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"])
+    assert over.status_code == 200 and 'class="errorlist' in over.text
+    assert "1 voices (its limit)" in over.text
+    assert api_speakers(server, key).json() == ["first"]
+    assert api_usage(server, key)["clones"] == 1
+
+
+# --- the dashboard shows a panel only to who may view what it shows (issue 17, item 6) -------------
+
+
+def create_staff_user(server: RunningServer, username: str, password: str, *permissions: str) -> None:
+    """A staff user with exactly ``permissions`` ("app_label.codename"), made with Django's shell command."""
+    code = ("from django.contrib.auth import get_user_model; from django.contrib.auth.models import Permission; "
+            f"user = get_user_model().objects.create_user({username!r}, password={password!r}, is_staff=True); "
+            f"wanted = {list(permissions)!r}; "
+            "user.user_permissions.set([Permission.objects.get(content_type__app_label=p.split('.')[0], "
+            "codename=p.split('.')[1]) for p in wanted])")
+    admin_support_manage(server, "shell", "-c", code)
+
+
+def staff_index(server: RunningServer, *permissions: str) -> str:
+    username, password = f"staff-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(16)
+    create_staff_user(server, username, password, *permissions)
+    client = AdminClient(server)
+    try:
+        response = client.login(username, password)
+        assert response.status_code == 302, response.text[-2000:]
+        index = client.get("/admin/")
+        assert index.status_code == 200
+        return index.text
+    finally:
+        client.close()
+
+
+def test_dashboard_panels_need_the_matching_view_permission(server: RunningServer, admin: AdminClient,
+                                                           prompt_wavs: dict[str, bytes]) -> None:
+    tenant_pk, slug = add_tenant(admin)
+    key = new_key(admin, tenant_pk)
+    prefix = key.split("_")[1]
+    prompt_id = f"dash-{uuid.uuid4().hex[:6]}"
+    body = {"prompt_audio": base64.b64encode(prompt_wavs["jm_kumo"]).decode(), "prompt_text": PROMPT_TEXTS["jm_kumo"],
+            "prompt_id": prompt_id}
+    cloned = httpx.post(f"{server.http}/clone", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    assert cloned.status_code == 200, cloned.text  # an event with the tenant, the key's prefix and a voice id
+    everything = admin.get("/admin/").text
+    for secret in (slug, f"key:{prefix}", prompt_id, "Recent platform events", "active API keys"):
+        assert secret in everything, secret
+
+    bare = staff_index(server)
+    for secret in (slug, prefix, prompt_id, "Recent platform events", "active API keys", "streams today",
+                   ">tenants<", ">voices<", "Clone a voice", "Create an API key"):
+        assert secret not in bare, secret
+
+    events = staff_index(server, "tenants.view_auditevent")
+    for shown in (slug, f"key:{prefix}", prompt_id, "Recent platform events"):
+        assert shown in events, shown
+    assert "active API keys" not in events and "streams today" not in events
+
+    voices = staff_index(server, "voices.view_voice", "tenants.view_apikey")
+    assert ">voices<" in voices and "active API keys" in voices
+    assert "Recent platform events" not in voices and slug not in voices and prompt_id not in voices
