@@ -35,31 +35,56 @@ class TtsAdminSite(admin.AdminSite):
     password_change_done_template = "admin/tts/password_change_done.html"
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
-        return super().index(request, {"dashboard": dashboard(), **(extra_context or {})})
+        return super().index(request, {"dashboard": dashboard(self.panels_for(request)), **(extra_context or {})})
+
+    def panels_for(self, request: HttpRequest) -> frozenset[str]:
+        """The dashboard panels this user may see: each needs view permission on the model
+        whose rows it counts or lists (staff status alone shows none of them)."""
+        from tenants.models import ApiKey, AuditEvent, UsageDay
+        from voices.models import Tenant, Voice
+
+        shown = {name for name, model in (("tenants", Tenant), ("voices", Voice), ("api_keys", ApiKey),
+                                          ("usage", UsageDay), ("events", AuditEvent))
+                 if self._may(request, model, "view")}
+        shown |= {f"add_{name}" for name, model in (("voice", Voice), ("key", ApiKey), ("tenant", Tenant))
+                  if self._may(request, model, "add")}
+        return frozenset(shown)
+
+    def _may(self, request: HttpRequest, model: type, action: str) -> bool:
+        """What the model's own admin page would allow (a model without one: nothing)."""
+        model_admin = self._registry.get(model)
+        if model_admin is None:
+            return False
+        return bool(model_admin.has_view_permission(request) if action == "view"
+                    else model_admin.has_add_permission(request))
 
 
-def dashboard() -> dict[str, Any]:
-    """Counts for the index page (a handful of small aggregate queries)."""
+def dashboard(panels: frozenset[str]) -> dict[str, Any]:
+    """Counts for the index page, only those of ``panels`` (a handful of small aggregate queries)."""
     from tenants.models import ApiKey, AuditEvent, UsageDay
     from voices.models import Tenant, Voice
 
     today = datetime.now(UTC).date()
-    totals = ("characters", "audio_seconds", "streams", "clones")
-    usage_today = UsageDay.objects.filter(day=today).aggregate(**{name: Sum(name) for name in totals})
-    usage_week = UsageDay.objects.filter(day__gt=today - timedelta(days=7)).aggregate(
-        **{name: Sum(name) for name in totals})
-    now = timezone.now()
-    return {
-        "today": today,
-        "tenants": Tenant.objects.count(),
-        "voices": Voice.objects.count(),
-        "voices_without_note": Voice.objects.filter(provenance_note="").count(),
-        "active_keys": ApiKey.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-                                             revoked_at__isnull=True).count(),
-        "usage_today": {name: usage_today[name] or 0 for name in totals},
-        "usage_week": {name: usage_week[name] or 0 for name in totals},
-        "recent_events": list(AuditEvent.objects.select_related("tenant")[:8]),
-    }
+    data: dict[str, Any] = {"today": today, "show": {name: True for name in panels}}
+    if "tenants" in panels:
+        data["tenants"] = Tenant.objects.count()
+    if "voices" in panels:
+        data["voices"] = Voice.objects.count()
+        data["voices_without_note"] = Voice.objects.filter(provenance_note="").count()
+    if "api_keys" in panels:
+        now = timezone.now()
+        data["active_keys"] = ApiKey.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+                                                    revoked_at__isnull=True).count()
+    if "usage" in panels:
+        totals = ("characters", "audio_seconds", "streams", "clones")
+        usage_today = UsageDay.objects.filter(day=today).aggregate(**{name: Sum(name) for name in totals})
+        usage_week = UsageDay.objects.filter(day__gt=today - timedelta(days=7)).aggregate(
+            **{name: Sum(name) for name in totals})
+        data["usage_today"] = {name: usage_today[name] or 0 for name in totals}
+        data["usage_week"] = {name: usage_week[name] or 0 for name in totals}
+    if "events" in panels:
+        data["recent_events"] = list(AuditEvent.objects.select_related("tenant")[:8])
+    return data
 
 
 site = TtsAdminSite(name="admin")
