@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt synthesis/engines/voice_pack.py
 	$(PY) -m synthesis.engines.voice_embeddings  # their reference embeddings: computed here, not at the first start
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-quality.txt
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-quality.txt requirements-distributed.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	touch $@
 

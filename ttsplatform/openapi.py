@@ -5,13 +5,57 @@ that every REST route is documented here.
 """
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
 
 from ttsplatform.http import json_endpoint
+from voices.safe_paths import MAX_PATH_CHARS
+from voices.validation import ID_FORBIDDEN_CATEGORIES, MAX_PROMPT_ID_CHARS, MAX_PROMPT_TEXT_CHARS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+#: Control and format characters live in planes 0, 1 and 14 only; whitespace in plane 0.
+_PLANES = (range(0x20000), range(0xE0000, 0xE1000))
+
+
+def _char_class(test: Callable[[str], bool]) -> str:
+    """The code points for which ``test`` holds, as the body of a regex character class."""
+    points = [c for plane in _PLANES for c in plane if test(chr(c))]
+    ranges: list[tuple[int, int]] = []
+    for c in points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    return "".join(_escape(a) if a == b else f"{_escape(a)}-{_escape(b)}" for a, b in ranges)
+
+
+def _escape(c: int) -> str:
+    """``\\uXXXX`` in plane 0; the character itself above it (``\\U`` is no ECMA-262 escape)."""
+    return f"\\u{c:04x}" if c <= 0xFFFF else chr(c)
+
+
+def _nonblank(max_length: int | None, forbidden: str) -> dict[str, Any]:
+    """A string with something besides whitespace in it and none of ``forbidden`` (a class body)."""
+    space = _char_class(str.isspace)
+    limit = {} if max_length is None else {"maxLength": max_length}
+    return {"type": "string", "minLength": 1, **limit,
+            "pattern": f"^[^{forbidden}]*[^{forbidden}{space}][^{forbidden}]*$"}
+
+
+def _prompt_id() -> dict[str, Any]:
+    # Surrogates (Cs) cannot be sent at all (UTF-8 cannot carry them, JSON escapes of them are
+    # refused), and a regex class naming them is refused by most regex engines: left out.
+    categories = ID_FORBIDDEN_CATEGORIES - {"Cs"}
+    forbidden = _char_class(lambda ch: unicodedata.category(ch) in categories)
+    return {**_nonblank(MAX_PROMPT_ID_CHARS, forbidden),
+            "description": "any text but whitespace alone; no control, format or surrogate characters"}
+
+
+def _text(max_length: int | None) -> dict[str, Any]:
+    return {**_nonblank(max_length, "\\u0000"), "description": "not whitespace alone; no NUL"}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +81,10 @@ def _post(summary: str, body: dict[str, Any], answer: dict[str, Any], *codes: in
 
 
 _IDS = {"type": "array", "items": {"type": "string"}}
+_PROMPT_ID = _prompt_id()
+_PROMPT_IDS = {"type": ["array", "null"], "items": _PROMPT_ID,
+               "description": "omitted, null or empty: all of the caller's voices"}
+_PATH = _text(MAX_PATH_CHARS)
 
 SCHEMA: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -63,7 +111,7 @@ SCHEMA: dict[str, Any] = {
         },
         "/remove": _post(
             "Remove a cloned voice",
-            {"type": "object", "required": ["prompt_id"], "properties": {"prompt_id": {"type": "string"}}},
+            {"type": "object", "required": ["prompt_id"], "properties": {"prompt_id": _PROMPT_ID}},
             {"type": "object", "properties": {"status": {"const": "ok"}}},
             404,
         ),
@@ -74,15 +122,15 @@ SCHEMA: dict[str, Any] = {
                 "required": ["prompt_audio", "prompt_text", "prompt_id"],
                 "properties": {
                     "prompt_audio": {
-                        "type": "string",
+                        **_text(None),
                         "description": "base64 audio (optionally a data: URI), an http(s) URL, or a local file path. "
                         "Containers are recognised by content; bytes of no known container are raw s16le mono PCM.",
                     },
-                    "prompt_text": {"type": "string", "maxLength": 1000},
-                    "prompt_id": {"type": "string", "maxLength": 128},
+                    "prompt_text": _text(MAX_PROMPT_TEXT_CHARS),
+                    "prompt_id": _PROMPT_ID,
                     "sample_rate": {"type": "integer", "minimum": 8000, "maximum": 48000,
                                     "description": "rate of raw PCM prompts (default 16000)"},
-                    "provenance_note": {"type": "string", "maxLength": 2000,
+                    "provenance_note": {"type": "string", "maxLength": 2000, "pattern": "^[^\\u0000]*$",
                                         "description": "consent or provenance of the recording (audit log)"},
                 },
             },
@@ -92,14 +140,14 @@ SCHEMA: dict[str, Any] = {
         "/cache/save": _post(
             "Save voices to a tone-cache bundle",
             {"type": "object", "required": ["cache_dir"],
-             "properties": {"cache_dir": {"type": "string"}, "prompt_ids": _IDS}},
+             "properties": {"cache_dir": _PATH, "prompt_ids": _PROMPT_IDS}},
             {"type": "object", "properties": {"cache_path": {"type": "string"}}},
             403, 404, 413,
         ),
         "/cache/load": _post(
             "Load voices from a tone-cache bundle",
             {"type": "object", "required": ["cache_path"],
-             "properties": {"cache_path": {"type": "string"}, "prompt_ids": _IDS}},
+             "properties": {"cache_path": _PATH, "prompt_ids": _PROMPT_IDS}},
             {"type": "object", "properties": {"loaded_speakers": _IDS}},
             403, 404, 413,
         ),
@@ -128,7 +176,7 @@ SCHEMA: dict[str, Any] = {
         "/voices/{prompt_id}": {
             "get": {
                 "summary": "One of the caller's voices: clone state (ready, refining), similarity reached (sim), metrics",
-                "parameters": [{"name": "prompt_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [{"name": "prompt_id", "in": "path", "required": True, "schema": _PROMPT_ID}],
                 "responses": {"200": {"description": "the voice", **_json({"type": "object", "properties": {
                     "prompt_id": {"type": "string"}, "state": {"enum": ["ready", "refining"]},
                     "sim": {"type": ["number", "null"]}, "similarity": {"type": ["number", "null"]},

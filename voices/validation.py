@@ -10,6 +10,8 @@ from voices.exceptions import InvalidRequest
 MAX_PROMPT_ID_CHARS = 128
 MAX_PROMPT_TEXT_CHARS = 1000
 MAX_IDS_PER_REQUEST = 10000
+#: Unicode categories an id may not hold: controls, format characters, surrogates.
+ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def check_prompt_id(value: Any, field: str = "prompt_id") -> str:
         raise InvalidRequest(f"{field} must not be empty")
     if len(value) > MAX_PROMPT_ID_CHARS:
         raise InvalidRequest(f"{field} must be at most {MAX_PROMPT_ID_CHARS} characters")
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in value):
+    if any(unicodedata.category(ch) in ID_FORBIDDEN_CATEGORIES for ch in value):
         raise InvalidRequest(f"{field} must not contain control characters")
     return value
 
@@ -51,8 +53,14 @@ def required_text(data: dict[str, Any], field: str, max_chars: int) -> str:
         raise InvalidRequest(f"{field} must be a string")
     if not value.strip():
         raise InvalidRequest(f"{field} must not be empty")
+    return _checked_text(value, field, max_chars)
+
+
+def _checked_text(value: str, field: str, max_chars: int) -> str:
     if len(value) > max_chars:
         raise InvalidRequest(f"{field} must be at most {max_chars} characters")
+    if "\x00" in value:  # no database stores it: refuse it here, before any work is done
+        raise InvalidRequest(f"{field} must not contain NUL characters")
     return value
 
 
@@ -84,6 +92,4 @@ def optional_text(data: dict[str, Any], field: str, max_chars: int) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidRequest(f"{field} must be a string")
-    if len(value) > max_chars:
-        raise InvalidRequest(f"{field} must be at most {max_chars} characters")
-    return value.strip()
+    return _checked_text(value, field, max_chars).strip()
