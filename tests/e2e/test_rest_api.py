@@ -155,3 +155,26 @@ def test_a_transcript_far_longer_than_the_prompt_is_refused(server: RunningServe
     r = _clone(server, "long-text", _b64(prompt_wavs["jf_alpha"]), PROMPT_TEXTS["jf_alpha"] * 30)
     assert r.status_code == 400 and "transcript" in r.json()["message"]
     assert "long-text" not in httpx.get(f"{server.http}/speakers").json()
+
+
+def test_clone_refuses_noise_and_a_truncated_wav(server: RunningServer, prompt_wavs: dict[str, bytes]) -> None:
+    """Not speech, or cut off in transfer: a 400 that says so, and no voice (issue 17, item 11)."""
+    rng = np.random.default_rng(17)
+    white = (rng.standard_normal(24000 * 3) * 0.1).astype(np.float32)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes((white * 32767).astype("<i2").tobytes())
+    full = prompt_wavs["jm_kumo"]
+    cases = [
+        ("noise-wav", _b64(buf.getvalue()), "does not sound like speech"),
+        ("noise-pcm", _b64(rng.bytes(64000)), "does not sound like speech"),
+        ("half-wav", _b64(full[: len(full) // 2]), "truncated"),
+    ]
+    for prompt_id, audio, reason in cases:
+        r = _clone(server, prompt_id, audio, PROMPT_TEXTS["jm_kumo"])
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] is True and reason in r.json()["message"], r.text
+    assert not {"noise-wav", "noise-pcm", "half-wav"} & set(httpx.get(f"{server.http}/speakers").json())
