@@ -163,6 +163,17 @@ def check_voice_count(tenant_id: int, quota) -> None:
             raise QuotaExceeded(f"this tenant already has {quota.max_voices} voices (its limit); remove one first")
 
 
+def lock_tenant(tenant_id: int) -> None:
+    """Lock the tenant's row until the current transaction ends (blocking: database).
+
+    Whatever changes a tenant's voices takes this lock first, so they queue in one order."""
+    from voices.models import Tenant
+
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_tenant must run inside the transaction that changes the tenant's voices")
+    list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
+
+
 def guard_voice_insert(tenant_id: int) -> None:
     """Refuse one more voice row for a tenant at its voice limit (blocking: database).
 
@@ -173,11 +184,9 @@ def guard_voice_insert(tenant_id: int) -> None:
     committed (a row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
     writers). A refusal rolls that transaction back, so a bundle loads whole or not at all.
     """
-    from voices.models import Tenant, Voice
+    from voices.models import Voice
 
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("guard_voice_insert must run inside the transaction that inserts the voice")
-    list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
+    lock_tenant(tenant_id)
     quota = limits_of(tenant_id)
     if quota is not None and quota.max_voices is not None:
         if Voice.objects.filter(tenant_id=tenant_id).count() >= quota.max_voices:

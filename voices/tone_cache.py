@@ -39,6 +39,7 @@ from django.db import transaction
 
 from synthesis.engines.base import MAX_FEATURE_BYTES, Engine, Features, check_finite_json
 from synthesis.engines.registry import get_engine
+from tenants import quotas
 from ttsplatform.atomic_files import atomic_write
 from ttsplatform.json_text import loads_text
 from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
@@ -459,6 +460,9 @@ def _install(tenant: Tenant, voices: list[BundleVoice], source: str) -> None:
             stored.append(services.store_blobs(tenant, voice.features, voice.prompt_audio))
         replaced: list[Voice] = []
         with transaction.atomic():
+            # The tenant's row first, as every voice insert locks it (tenants.quotas.guard_voice_insert):
+            # locking a voice row before it would deadlock against a concurrent clone of that voice.
+            quotas.lock_tenant(tenant.id)
             for voice, blobs in zip(voices, stored, strict=True):
                 old = Voice.objects.select_for_update().filter(tenant=tenant, prompt_id=voice.prompt_id).first()
                 if old is not None:
