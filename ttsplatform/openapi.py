@@ -66,7 +66,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     reasons = {400: "bad input", 401: "missing, unknown, revoked or expired API key",
                403: "scope missing, or path outside the allowed area", 404: "unknown id",
                405: "wrong method", 413: "payload too large", 429: "quota or capacity reached",
-               502: "storage (S3) unreachable", 503: "not ready"}
+               502: "storage (S3) unreachable",
+               503: "not ready: the engine is still warming up, or no worker is up (see Retry-After)"}
     return {str(c): {"description": reasons.get(c, "error"), **_json(_ERROR)} for c in codes}
 
 
@@ -135,7 +136,7 @@ SCHEMA: dict[str, Any] = {
                 },
             },
             {"type": "object", "properties": {"existed": {"type": "boolean"}, "prompt_id": {"type": "string"}}},
-            413, 429,
+            413, 429, 503,
         ),
         "/cache/save": _post(
             "Save voices to a tone-cache bundle",
