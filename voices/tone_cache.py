@@ -27,7 +27,6 @@ import math
 import os
 import re
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from synthesis.engines.registry import get_engine
 from tenants import quotas
 from ttsplatform.atomic_files import atomic_write
 from ttsplatform.json_text import loads_text
+from ttsplatform.zip_members import BadMember, read_member
 from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices import s3, services
 from voices.exceptions import InvalidRequest, ToneCacheError
@@ -312,14 +312,9 @@ def _read_capped(zf: zipfile.ZipFile, name: str, cap: int, what: str) -> bytes:
     if info.file_size > cap:
         raise PayloadTooLarge(f"tone cache {what} is {info.file_size} bytes, over the {cap}-byte limit")
     try:
-        with zf.open(info) as member:
-            data = member.read(cap + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError,
-            zlib.error) as exc:
+        return read_member(zf, info)
+    except BadMember as exc:
         raise ToneCacheError(f"tone cache data for {what} is corrupt: {exc}") from None
-    if len(data) != info.file_size:
-        raise ToneCacheError(f"tone cache data for {what} is not the size it declares")
-    return data
 
 
 def _read_manifest(zf: zipfile.ZipFile) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -21,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ttsplatform.json_text import loads_text
+from ttsplatform.zip_members import BadMember, read_member
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +114,10 @@ def _checked_members(infos: list[zipfile.ZipInfo], max_bytes: int) -> dict[str, 
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """A member's bytes, never more than it declares (zipfile stops there; the CRC then fails)."""
     try:
-        with archive.open(info) as member:
-            data = member.read(info.file_size + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError,
-            zlib.error) as exc:
-        raise ValueError(f"features member {info.filename[:80]!r} is unreadable: {exc}") from None
-    if len(data) != info.file_size:
-        raise ValueError(f"features member {info.filename[:80]!r} is not the size it declares")
-    return data
+        return read_member(archive, info)
+    except BadMember as exc:
+        raise ValueError(f"features member {info.filename[:80]!r} is {exc}") from None
 
 
 def _parse_npy(data: bytes, name: str) -> np.ndarray:
