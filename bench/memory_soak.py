@@ -7,8 +7,10 @@ Starts a real server (embedded: one Daphne process; distributed: Daphne plus two
 workers on a private Redis, a fresh PostgreSQL database and a SeaweedFS S3 server, the test
 suite's helpers), clones a voice, then runs N short /tts streams, P at a time: every one of
 the 14 format/chunk-mode pairs (7 formats x file/stream) in turn, texts alternating
-"你好，欢迎使用。" and "Hello, welcome.", and every 10th client closing its socket
-mid-stream (after its first audio chunk; alternately a close frame and a bare TCP close).
+"你好，欢迎使用。" and "Hello, welcome." (one clause, one audio chunk each), and every 10th
+client hanging up mid-stream: it sends both sentences (two clauses) and then either closes
+with a close frame after its first audio chunk or drops the TCP connection as soon as its
+request is sent, while the job speaks.
 Every K streams it records the resident memory (VmRSS) of Daphne and of each worker, and
 a GET /speakers. ``--minutes`` stops early (at a multiple of K) when the time is up, on a
 machine too busy for N streams.
@@ -30,6 +32,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -72,43 +75,46 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def stream_plan(i: int) -> tuple[str, str, str, str | None]:
+def stream_plan(i: int, hang_up_every: int = CANCEL_EVERY) -> tuple[str, str, str, str | None]:
     """Stream ``i``'s format, chunk mode, text and how it hangs up (None: it does not).
 
     i % 7 and i % 2 walk through all 14 pairs every 14 streams; the text changes every 14,
-    so each pair gets both languages; the 10th, 20th, ... hang up, alternately with a
-    close frame ("close") and by dropping the TCP connection ("drop")."""
+    so each pair gets both languages. The 10th, 20th, ... hang up with two clauses to
+    speak, so that audio is still on its way: alternately with a close frame after the
+    first chunk ("close") and by dropping the TCP connection right after the request
+    ("drop")."""
     fmt = FORMATS[i % len(FORMATS)]
     mode = CHUNK_MODES[i % len(CHUNK_MODES)]
     text = TEXTS[(i // (len(FORMATS) * len(CHUNK_MODES))) % len(TEXTS)]
     hangup = None
-    if i % CANCEL_EVERY == CANCEL_EVERY - 1:
-        hangup = "close" if (i // CANCEL_EVERY) % 2 == 0 else "drop"
+    if hang_up_every and i % hang_up_every == hang_up_every - 1:
+        hangup = "close" if (i // hang_up_every) % 2 == 0 else "drop"
+        text = "".join(TEXTS)
     return fmt, mode, text, hangup
 
 
-def one_stream(ws_url: str, i: int) -> str:
-    """Run stream ``i``; returns its outcome: completed, cancelled, or an error description."""
-    fmt, mode, text, hangup = stream_plan(i)
+def one_stream(ws_url: str, i: int, hang_up_every: int = CANCEL_EVERY) -> str:
+    """Run stream ``i``; returns its outcome (completed, how it hung up, or an error)."""
+    fmt, mode, text, hangup = stream_plan(i, hang_up_every)
     request = {"req_params": {"prompt_id": VOICE, "audio_format": fmt, "chunk_mode": mode},
                "text": text, "done": True}
     try:
         with connect(ws_url, open_timeout=30, close_timeout=5, max_size=None) as ws:
             ws.send(json.dumps(request, ensure_ascii=False))
-            chunks = 0
+            if hangup == "drop":  # no close frame: the server sees the TCP connection vanish
+                time.sleep(0.05)  # long enough for the request to be read and its job started
+                with contextlib.suppress(OSError):
+                    ws.socket.shutdown(socket.SHUT_RDWR)
+                ws.socket.close()
+                return "dropped"
             while True:
                 message = json.loads(ws.recv(timeout=120))
                 if message.get("error"):
                     return f"error: {message.get('message')}"
                 if message.get("is_end"):
                     return "completed" if hangup is None else "completed before hang-up"
-                chunks += 1
-                if hangup is not None:
-                    if hangup == "drop":  # no close frame: the server sees the TCP connection vanish
-                        with contextlib.suppress(OSError):
-                            ws.socket.shutdown(socket.SHUT_RDWR)
-                        ws.socket.close()
-                    return "cancelled"
+                if hangup == "close":
+                    return "closed after a chunk"
     except Exception as exc:  # noqa: BLE001 - a soak counts failures, it does not stop on them
         return f"error: {exc.__class__.__name__}: {exc}"
 
@@ -232,7 +238,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         with ThreadPoolExecutor(args.parallel) as pool:
             for done in range(0, args.streams, args.every):
                 block = range(done, min(done + args.every, args.streams))
-                for outcome in pool.map(lambda i: one_stream(server.ws, i), block):
+                for outcome in pool.map(lambda i: one_stream(server.ws, i, args.hang_up_every), block):
                     key = "error" if outcome.startswith("error") else outcome
                     outcomes[key] = outcomes.get(key, 0) + 1
                     if key == "error" and len(errors) < 20:
@@ -255,6 +261,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     break
         began = time.monotonic()
         trace = trace_report(trace_dir, pids, trace_labels) if trace_at else None
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for path in (tmp / "server").glob("*.log"):
+                shutil.copy(path, args.keep_logs / path.name)
         if trace_at:
             print(f"snapshots compared in {time.monotonic() - began:.0f} s", flush=True)
         log_tail = server.log_tail(2000) if outcomes.get("error") else None
@@ -263,7 +273,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             timespec="seconds"),
         "config": {"streams_planned": args.streams, "parallel": args.parallel, "every": args.every,
                    "formats": FORMATS, "chunk_modes": CHUNK_MODES, "texts": TEXTS,
-                   "hang_up_every": CANCEL_EVERY, "tracemalloc": trace_at, "minutes": args.minutes,
+                   "hang_up_every": args.hang_up_every, "tracemalloc": trace_at, "minutes": args.minutes,
                    "cores": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
         "streams_run": samples[-1]["streams"], "duration_s": samples[-1]["elapsed_s"], "outcomes": outcomes,
         "error_samples": errors, "samples": samples, "summary": summarise(samples),
@@ -309,11 +319,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--every", type=int, default=100, help="streams between RSS samples")
     parser.add_argument("--minutes", type=float, default=0, help="stop after this long (0: run every stream)")
+    parser.add_argument("--hang-up-every", type=int, default=CANCEL_EVERY,
+                        help="every n-th client hangs up mid-stream (0: none)")
     parser.add_argument("--engine", choices=["kokoro", "replay"], default="kokoro",
                         help="replay: the zero-cost stand-in engine, to soak the platform alone")
     parser.add_argument("--tracemalloc", default="", help="stream counts to snapshot at, e.g. 300,1000")
     parser.add_argument("--label", default="", help="key of this run in memory_soak.json (default: the mode)")
     parser.add_argument("--note", default="", help="a line stored with the run and printed under its table")
+    parser.add_argument("--keep-logs", type=Path, help="copy the server processes' logs into this folder")
     parser.add_argument("--results", type=Path, default=RESULTS / "memory_soak.json")
     args = parser.parse_args(argv)
     result = soak(args)
