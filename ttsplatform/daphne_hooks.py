@@ -11,6 +11,11 @@ get them without extra command-line flags.
   bounded by the limit), and the application gets an event, :data:`TOO_LARGE` or
   :data:`INVALID_TEXT`, which the /tts consumer answers like any bad message: one JSON
   error frame, then close 4413 or 4400.
+- autobahn drops the TCP connection 1 s after the server's close frame when the client
+  has not answered it. A client busy or far away for longer then writes its answer into
+  a reset connection, and a client library may lose the error frame it had received
+  with the close (websockets does: "if send_data raised an exception, then events are
+  lost"). The server waits :data:`CLOSE_HANDSHAKE_TIMEOUT_S` instead.
 - Daphne's access log is no log record: it writes each HTTP request's URL, query string
   included, straight to stdout. Its lines go through :func:`ttsplatform.logs.redact_secrets`
   like every log record does.
@@ -27,6 +32,9 @@ from ttsplatform.logs import redact_secrets
 #: ``websocket_invalid_text`` on the consumer); both carry ``limit`` or ``reason``.
 TOO_LARGE = "websocket.too_large"
 INVALID_TEXT = "websocket.invalid_text"
+
+#: seconds the server waits for the client's answer to its close frame (autobahn: 1)
+CLOSE_HANDSHAKE_TIMEOUT_S = 5
 
 
 def install() -> None:
@@ -48,6 +56,7 @@ class RefusingWebSocketProtocol(ws_protocol.WebSocketProtocol):
     """Daphne's protocol, but a message it cannot take is the application's to refuse."""
 
     refused = False
+    closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT_S  # autobahn takes a protocol's own value first
 
     def _refuse(self, event: dict[str, Any]) -> bool:
         """Tell the application, once; False where there is none to tell (autobahn decides)."""
