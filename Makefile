@@ -45,10 +45,14 @@ run: migrate
 run-distributed: install-distributed
 	$(PY) scripts/run_distributed.py
 
+# Two pytest workers: one runs the embedded server's tests, the other the distributed one's,
+# and the other modules are shared out whole (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: install-test
 	scripts/ensure_postgres.sh
 	scripts/ensure_chromium.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 check: install-test
 	$(PY) manage.py check

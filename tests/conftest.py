@@ -64,3 +64,14 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running = start_server(tmp_path_factory.mktemp(f"server-{mode}"), mode=mode, extra_env=env)
     yield running
     running.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (`make test`), keep what shares an expensive
+    fixture on one worker: the tests of each mode's session server together, and every
+    other module whole (its module-scoped stacks start once). The two modes run side by side."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        mode = callspec.params.get("server") if callspec is not None else None
+        group = f"server-{mode}" if mode in MODES else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
