@@ -61,7 +61,7 @@ if str(REPO) not in sys.path:
 from bench import machine  # noqa: E402
 from bench.client import SCENARIOS, StreamRecord, run_streams  # noqa: E402
 from bench.stats import median, summary  # noqa: E402
-from ttsplatform.atomic_files import atomic_write  # noqa: E402
+from core.atomic_files import atomic_write  # noqa: E402
 
 T = TypeVar("T")
 

@@ -24,8 +24,9 @@ from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, Vo
 from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
 from tenants.models import Quota, Scope
-from ttsplatform import logs, metrics
-from ttsplatform.errors import ApiError, PayloadTooLarge
+from core import logs
+from ttsplatform import metrics
+from core.errors import ApiError, PayloadTooLarge
 from voices import services
 from voices.exceptions import UnknownVoice
 from workers.dispatch import Job, start_job

@@ -2,7 +2,7 @@
 4000 + its status (see ``ApiError.close_code``)."""
 from __future__ import annotations
 
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 
 
 class ProtocolError(ApiError):

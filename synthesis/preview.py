@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from synthesis.encoding import wav_header
 from synthesis.exceptions import SynthesisFailed
 from synthesis.protocol import TtsRequest
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 from voices.exceptions import InvalidRequest
 from voices.models import Voice
 from workers.dispatch import start_job

@@ -6,7 +6,7 @@ from typing import Any
 
 from synthesis.encoding import FORMATS, MODES
 from synthesis.exceptions import ProtocolError
-from ttsplatform.json_text import loads_text
+from core.json_text import loads_text
 from voices.exceptions import InvalidRequest
 from voices.validation import check_prompt_id
 

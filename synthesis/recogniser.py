@@ -30,7 +30,7 @@ import numpy as np
 import soxr
 
 from synthesis.error_rates import cjk_count
-from ttsplatform.atomic_files import sha256_file
+from core.atomic_files import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO / "var" / "whisper-base"

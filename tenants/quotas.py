@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import transaction
 
-from ttsplatform.errors import ApiError, PayloadTooLarge
+from core.errors import ApiError, PayloadTooLarge
 
 LEASE_TTL_S = 30.0
 

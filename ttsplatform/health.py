@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from synthesis.engines.registry import engine_status
 from ttsplatform import metrics
-from ttsplatform.errors import Unauthorized
+from core.errors import Unauthorized
 from ttsplatform.http import json_endpoint, json_response
 from voices.models import Tenant, Voice
 

@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ttsplatform import metrics
-from ttsplatform.errors import ApiError, NotReady
+from core.errors import ApiError, NotReady
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 
 log = logging.getLogger(__name__)
 

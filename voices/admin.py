@@ -26,7 +26,7 @@ from synthesis.preview import MAX_PREVIEW_CHARS
 from tenants import audit, quotas, usage
 from tenants.models import AuditEvent
 from ttsplatform.admin_site import StyledModelAdmin, short_datetime, site
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 from voices import admin_views, services
 from voices.cloning import clone_voice
 from voices.exceptions import UnknownVoice

@@ -11,7 +11,7 @@ from django.http import HttpResponse
 
 from synthesis.preview import pcm_to_wav, synthesize_to_wav
 from tenants import usage
-from ttsplatform.errors import ApiError, NotFound
+from core.errors import ApiError, NotFound
 from voices.feature_store import get_feature_store
 from voices.models import Voice
 from voices.prompt_audio import RAW_PCM

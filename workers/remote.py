@@ -18,8 +18,8 @@ from redis.exceptions import RedisError
 
 from synthesis.exceptions import ServerBusy, SynthesisFailed
 from synthesis.protocol import TtsRequest
-from ttsplatform import logs
-from ttsplatform.errors import ApiError, NotReady
+from core import logs
+from core.errors import ApiError, NotReady
 from voices.services import StoredBlob, delete_blobs
 from workers import keys, stream_queue
 from workers.redis_clients import async_redis, sync_redis

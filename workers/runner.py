@@ -9,8 +9,8 @@ from typing import Any
 from synthesis.engines.registry import get_loaded_engine
 from synthesis.job import JobStats, TextInbox, run_synthesis
 from synthesis.protocol import TtsRequest
-from ttsplatform import logs
-from ttsplatform.errors import ApiError
+from core import logs
+from core.errors import ApiError
 from workers.sink import ChannelLayerSink
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from redis.exceptions import RedisError
 
 from synthesis.job import TextInbox
 from synthesis.protocol import TtsRequest
-from ttsplatform import logs
-from ttsplatform.errors import ApiError
+from core import logs
+from core.errors import ApiError
 from workers import keys
 from workers.redis_clients import async_redis, sync_redis
 from workers.runner import VoiceRef, run_job

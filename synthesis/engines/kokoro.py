@@ -47,7 +47,7 @@ from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
 from synthesis.timbre import BANDS as TIMBRE_BANDS
 from synthesis.timbre import MAX_CORRECTION_DB, Equaliser, correction, long_term_spectrum
-from ttsplatform.atomic_files import atomic_writer, sha256_file
+from core.atomic_files import atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
 

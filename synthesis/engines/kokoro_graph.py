@@ -36,7 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ttsplatform.atomic_files import atomic_write, sha256_file
+from core.atomic_files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from synthesis.engines.base import Engine
-from ttsplatform.errors import NotReady
+from core.errors import NotReady
 
 log = logging.getLogger(__name__)
 

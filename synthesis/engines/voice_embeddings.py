@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from synthesis.engines import voice_pack
-from ttsplatform.atomic_files import atomic_writer
+from core.atomic_files import atomic_writer
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttsplatform.atomic_files import atomic_writer
+from core.atomic_files import atomic_writer
 
 PACKAGE = "kokoro-js"
 VERSION = "1.2.1"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.voices.test_url_fetch import LocalServer
 from synthesis.encoding import wav_header
-from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices.prompt_audio import (
     NEITHER,
     PromptLimits,

@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 
-from ttsplatform import logs
+from core import logs
 
 
 def _record(message: str = "hello %s", args: tuple = ("world",), exc_info=None) -> logging.LogRecord:

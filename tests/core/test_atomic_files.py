@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ttsplatform.atomic_files import atomic_write, atomic_writer
+from core.atomic_files import atomic_write, atomic_writer
 
 
 def mode_of(path: Path) -> int:

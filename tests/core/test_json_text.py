@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ttsplatform.json_text import loads_text
+from core.json_text import loads_text
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ttsplatform.env import ConfigError, envbool, envint, envpaths
+from core.env import ConfigError, envbool, envint, envpaths
 
 
 def test_typed_env_readers(monkeypatch: pytest.MonkeyPatch) -> None:

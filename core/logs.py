@@ -149,12 +149,12 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"ids": {"()": "ttsplatform.logs.RequestIdFilter"},
-                    "redact": {"()": "ttsplatform.logs.RedactSecretsFilter"}},
+        "filters": {"ids": {"()": "core.logs.RequestIdFilter"},
+                    "redact": {"()": "core.logs.RedactSecretsFilter"}},
         "formatters": {
-            "plain": {"()": "ttsplatform.logs.PlainFormatter",
+            "plain": {"()": "core.logs.PlainFormatter",
                       "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-            "json": {"()": "ttsplatform.logs.JsonFormatter"},
+            "json": {"()": "core.logs.JsonFormatter"},
         },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": fmt, "filters": ["ids", "redact"]}},
         "root": {"handlers": ["console"], "level": level},
