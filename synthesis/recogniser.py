@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import soxr
 
-from synthesis.error_rates import cjk_count
 from core.atomic_files import sha256_file
+from synthesis.error_rates import cjk_count
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO / "var" / "whisper-base"

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.http import HttpRequest
 
+from core.errors import ApiError, Forbidden, Unauthorized
 from tenants.keys import InvalidKey, verify_key
 from tenants.models import ALL_SCOPES
-from core.errors import ApiError, Forbidden, Unauthorized
 from voices.models import Tenant
 from voices.tenancy import default_tenant
 

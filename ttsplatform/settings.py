@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "voices",
     "synthesis",
     "tenants",
+    "workers",  # no models: its ready() gives voices the distributed dispatch (workers/apps.py)
+    "api",  # no models: listed so that the admin's autodiscovery finds api/admin/
 ]
 
 MIDDLEWARE = [

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import soxr
 
+from core.atomic_files import atomic_writer, sha256_file
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
@@ -47,7 +48,6 @@ from synthesis.instruct import InstructParams, parse_instruct
 from synthesis.pitch import median_f0, play_faster
 from synthesis.timbre import BANDS as TIMBRE_BANDS
 from synthesis.timbre import MAX_CORRECTION_DB, Equaliser, correction, long_term_spectrum
-from core.atomic_files import atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
 

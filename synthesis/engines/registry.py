@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from synthesis.engines.base import Engine
 from core.errors import NotReady
+from synthesis.engines.base import Engine
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synthesis.engines import voice_pack
 from core.atomic_files import atomic_writer
+from synthesis.engines import voice_pack
 
 log = logging.getLogger(__name__)
 

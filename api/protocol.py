@@ -1,30 +1,19 @@
 """The /tts wire protocol: parsing client messages and shaping server messages."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from core.json_text import loads_text
 from synthesis.encoding import FORMATS, MODES
 from synthesis.exceptions import ProtocolError
-from core.json_text import loads_text
+from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE, TtsRequest
 from voices.exceptions import InvalidRequest
 from voices.validation import check_prompt_id
 
 #: What a client may ask for is exactly what the encoders can make (one table, in encoding.py).
 AUDIO_FORMATS = tuple(FORMATS)
 CHUNK_MODES = MODES
-DEFAULT_FORMAT = "wav"
-DEFAULT_SAMPLE_RATE = 24000
 MAX_INSTRUCT_CHARS = 500
-
-
-@dataclass(frozen=True)
-class TtsRequest:
-    prompt_id: str
-    audio_format: str = DEFAULT_FORMAT
-    sample_rate: int = DEFAULT_SAMPLE_RATE
-    instruct_text: str | None = None
-    chunk_mode: str = "file"
 
 
 def decode_message(text: str | None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import re
 
 from django.urls import URLPattern
 
-from ttsplatform.openapi import SCHEMA
+from api.openapi import SCHEMA
 from ttsplatform.urls import urlpatterns
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from core.errors import ApiError
 from synthesis.encoding import wav_header
 from synthesis.exceptions import SynthesisFailed
-from synthesis.protocol import TtsRequest
-from core.errors import ApiError
+from synthesis.request import TtsRequest
 from voices.exceptions import InvalidRequest
 from voices.models import Voice
 from workers.dispatch import start_job

@@ -1,4 +1,4 @@
-"""The job-traffic Redis clients (workers/redis_clients.py) against a real Redis: a blocking
+"""The job-traffic Redis clients (core/redis_clients.py) against a real Redis: a blocking
 read waits as long as it asks for (a clone's reply may take longer than the client library's
 default read timeout on a busy machine)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from tests.services import RedisServer, start_redis
-from workers import redis_clients
+from core import redis_clients
 
 WAIT_S = 7  # longer than redis-py 8's default socket read timeout (5 s)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from django.http import HttpResponse
 
-from synthesis.preview import pcm_to_wav, synthesize_to_wav
-from tenants import usage
+from api.preview import pcm_to_wav, synthesize_to_wav
 from core.errors import ApiError, NotFound
+from tenants import usage
 from voices.feature_store import get_feature_store
 from voices.models import Voice
 from voices.prompt_audio import RAW_PCM

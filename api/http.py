@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from ttsplatform import metrics
+from api import metrics
 from core.errors import ApiError, NotReady
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from ttsplatform.http import json_endpoint
+from api.http import json_endpoint
 from voices.safe_paths import MAX_PATH_CHARS
 from voices.validation import ID_FORBIDDEN_CATEGORIES, MAX_PROMPT_ID_CHARS, MAX_PROMPT_TEXT_CHARS
 

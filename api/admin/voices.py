@@ -22,12 +22,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from synthesis.preview import MAX_PREVIEW_CHARS
+from api.admin import views as admin_views
+from api.admin.site import StyledModelAdmin, short_datetime, site
+from api.preview import MAX_PREVIEW_CHARS
+from core.errors import ApiError
 from tenants import audit, quotas, usage
 from tenants.models import AuditEvent
-from ttsplatform.admin_site import StyledModelAdmin, short_datetime, site
-from core.errors import ApiError
-from voices import admin_views, services
+from voices import services
 from voices.cloning import clone_voice
 from voices.exceptions import UnknownVoice
 from voices.models import Tenant, Voice

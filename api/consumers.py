@@ -19,14 +19,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from synthesis import protocol
+from api import metrics, protocol
+from core import logs
+from core.errors import ApiError, PayloadTooLarge
 from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, VoiceNotFound
 from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
 from tenants.models import Quota, Scope
-from core import logs
-from ttsplatform import metrics
-from core.errors import ApiError, PayloadTooLarge
 from voices import services
 from voices.exceptions import UnknownVoice
 from workers.dispatch import Job, start_job

@@ -21,11 +21,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from api.admin.site import StyledModelAdmin, short_datetime, site
+from api.admin.voices import admin_actor, remove_voice_as_admin
 from tenants import audit
 from tenants.keys import create_key, revoke_key
 from tenants.models import ApiKey, AuditEvent, Quota, SavedBundle, Scope, UsageDay
-from ttsplatform.admin_site import StyledModelAdmin, short_datetime, site
-from voices.admin import admin_actor, remove_voice_as_admin
 from voices.models import Tenant
 
 QUOTA_FIELDS = ("max_concurrent_streams", "max_chars_per_day", "max_voices", "max_clones_per_hour",

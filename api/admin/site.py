@@ -21,6 +21,9 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from tenants.models import ApiKey, AuditEvent, UsageDay
+from voices.models import Tenant, Voice
+
 
 class TtsAdminSite(admin.AdminSite):
     site_header = "TTS platform admin"
@@ -40,9 +43,6 @@ class TtsAdminSite(admin.AdminSite):
     def panels_for(self, request: HttpRequest) -> frozenset[str]:
         """The dashboard panels this user may see: each needs view permission on the model
         whose rows it counts or lists (staff status alone shows none of them)."""
-        from tenants.models import ApiKey, AuditEvent, UsageDay
-        from voices.models import Tenant, Voice
-
         shown = {name for name, model in (("tenants", Tenant), ("voices", Voice), ("api_keys", ApiKey),
                                           ("usage", UsageDay), ("events", AuditEvent))
                  if self._may(request, model, "view")}
@@ -61,9 +61,6 @@ class TtsAdminSite(admin.AdminSite):
 
 def dashboard(panels: frozenset[str]) -> dict[str, Any]:
     """Counts for the index page, only those of ``panels`` (a handful of small aggregate queries)."""
-    from tenants.models import ApiKey, AuditEvent, UsageDay
-    from voices.models import Tenant, Voice
-
     today = datetime.now(UTC).date()
     data: dict[str, Any] = {"today": today, "show": {name: True for name in panels}}
     if "tenants" in panels:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 
+from api import metrics
+from api.http import json_endpoint
 from tenants import audit, quotas, usage
 from tenants.auth import Caller, caller_for_request
 from tenants.models import AuditEvent, SavedBundle, Scope
-from ttsplatform import metrics
-from ttsplatform.http import json_endpoint
 from voices import services, tone_cache, validation
 from voices.cloning import clone_voice
 from voices.exceptions import InvalidRequest

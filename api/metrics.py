@@ -32,6 +32,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from core.errors import ApiError
+from core.redis_clients import async_redis
+from synthesis.engines import registry
+from workers import executors, keys
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +231,7 @@ async def timed_clone(work: Awaitable[bool]) -> bool:
 
 
 def _local_gauges() -> None:
-    from workers.executors import pool_stats
-
-    for name, (waiting, busy) in pool_stats().items():
+    for name, (waiting, busy) in executors.pool_stats().items():
         POOL_QUEUE.labels(pool=name).set(waiting)
         POOL_BUSY.labels(pool=name).set(busy)
     if not settings.DISTRIBUTED:
@@ -242,8 +243,6 @@ def _local_gauges() -> None:
 
 
 def _local_engine_load_seconds() -> float | None:
-    from synthesis.engines import registry
-
     engine = getattr(registry, "_engine", None)  # never build or load an engine for a scrape
     if engine is None or not getattr(engine, "loaded", False):
         return None
@@ -275,9 +274,6 @@ _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 async def _read_redis() -> tuple[dict[str, int], int, list[float]]:
-    from workers import keys
-    from workers.redis_clients import async_redis
-
     queues: dict[str, int] = {}
     if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
         names = list(dict.fromkeys([settings.TTS_SYNTHESIS_QUEUE, settings.TTS_CLONE_QUEUE_NAME]))

@@ -7,8 +7,8 @@ import time
 import pytest
 from django.test import AsyncClient
 
+from api import metrics
 from synthesis.exceptions import ProtocolError, ServerBusy
-from ttsplatform import metrics
 
 
 def value(name: str, **labels: str) -> float:
