@@ -296,7 +296,7 @@ def in_process(setup: Setup, cfg: Config) -> dict[str, Any]:
         return out
     if cfg.kokoro_inprocess_runs <= 0:
         return {}
-    from synthesis.engines.kokoro import KokoroEngine
+    from synthesis.engines.kokoro.engine import KokoroEngine
     from tests.server import ENGINE_DIR
 
     engine = KokoroEngine(data_dir=ENGINE_DIR, threads=2)

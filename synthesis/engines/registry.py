@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 #: engine name -> "module:Class". Each class takes keyword settings (see _build).
 ENGINES: dict[str, str] = {
-    "kokoro": "synthesis.engines.kokoro:KokoroEngine",
+    "kokoro": "synthesis.engines.kokoro.engine:KokoroEngine",
     "replay": "synthesis.engines.replay:ReplayEngine",  # benchmarks and tests only: replays pre-made audio
 }
 

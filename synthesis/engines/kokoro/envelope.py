@@ -7,7 +7,7 @@ formants sit (the vocal-tract length), their bandwidths, the source's tilt. Two 
 in one STFT pass per clause:
 
 - **Formant warp.** The envelope moves along the frequency axis by a ratio (> 1: up, a
-  shorter tract). It also undoes what the resampling pitch shift (synthesis/pitch.py) did
+  shorter tract). It also undoes what the resampling pitch shift (synthesis/engines/kokoro/pitch.py) did
   to the formants.
 - **Nearest-frame matching** (the idea of kNN voice conversion, on envelopes instead of
   learned features). The prompt's speaking frames are kept as band envelopes. Each frame
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from synthesis.timbre import hz_to_mel, mel_to_hz
+from synthesis.engines.kokoro.timbre import hz_to_mel, mel_to_hz
 
 #: warp ratios accepted (beyond these, speech turns into a caricature)
 WARP_RANGE = (0.8, 1.25)

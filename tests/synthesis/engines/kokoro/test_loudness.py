@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthesis.loudness import gain_to, integrated_loudness
+from synthesis.engines.kokoro.loudness import gain_to, integrated_loudness
 
 
 def sine(freq: float, dbfs: float, seconds: float, rate: int = 48000) -> np.ndarray:

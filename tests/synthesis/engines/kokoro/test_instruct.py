@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from synthesis.instruct import PITCH_RANGE, SPEED_RANGE, VOLUME_RANGE, InstructParams, parse_instruct
+from synthesis.engines.kokoro.instruct import PITCH_RANGE, SPEED_RANGE, VOLUME_RANGE, InstructParams, parse_instruct
 
 UP, DOWN, SAME = "up", "down", "same"
 

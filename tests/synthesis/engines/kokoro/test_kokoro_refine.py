@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from synthesis.engines.base import Features, can_refine
-from synthesis.engines.kokoro import KokoroEngine
-from synthesis.engines.kokoro_refine import (
+from synthesis.engines.kokoro.engine import KokoroEngine
+from synthesis.engines.kokoro.refine import (
     AXES_PER_HALF,
     MIN_GAIN,
     TARGET_LUFS_RANGE,
@@ -148,7 +148,7 @@ def test_refinement_runs_the_model_only_after_live_streams_pause(engine: KokoroE
     import threading
     import time
 
-    from synthesis.engines import kokoro
+    from synthesis.engines.kokoro import engine as kokoro
 
     monkeypatch.setattr(kokoro, "BACKGROUND_YIELD_S", 2.0)
     phonemes = engine._g2p.phonemize("好的。")

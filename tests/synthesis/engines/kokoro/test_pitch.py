@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthesis.pitch import estimate_f0, median_f0, play_faster
+from synthesis.engines.kokoro.pitch import estimate_f0, median_f0, play_faster
 
 
 def harmonic(f0: float, seconds: float = 1.0, sr: int = 24000, weak_fundamental: bool = False) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""Envelope conversion (synthesis/envelope.py) on synthetic vowels whose formants are known."""
+"""Envelope conversion (synthesis/engines/kokoro/envelope.py) on synthetic vowels whose formants are known."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from synthesis.envelope import (
+from synthesis.engines.kokoro.envelope import (
     BANDS,
     MAX_FRAMES,
     Confidence,
@@ -13,7 +13,7 @@ from synthesis.envelope import (
     prompt_envelopes,
     top_hz,
 )
-from synthesis.pitch import median_f0
+from synthesis.engines.kokoro.pitch import median_f0
 
 SR = 24000
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from synthesis.error_rates import error_rate
+from synthesis.engines.kokoro.error_rates import error_rate
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def listener(cache_dir: Path) -> Listener | None:
     global _listener, _unavailable
     with _lock:
         if _listener is None and not _unavailable:
-            from synthesis import recogniser
+            from synthesis.engines.kokoro import recogniser
 
             if not recogniser.weights_installed():
                 _unavailable = True

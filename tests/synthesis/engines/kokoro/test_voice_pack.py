@@ -1,4 +1,4 @@
-"""The voice pack (synthesis/engines/voice_pack.py): the installed one, and tarballs built here to
+"""The voice pack (synthesis/engines/kokoro/voice_pack.py): the installed one, and tarballs built here to
 show what installing refuses."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthesis.engines import voice_pack
-from synthesis.engines.kokoro import KokoroEngine
-from synthesis.engines.voice_pack import STYLE_SHAPE, VoicePackError
+from synthesis.engines.kokoro import voice_pack
+from synthesis.engines.kokoro.engine import KokoroEngine
+from synthesis.engines.kokoro.voice_pack import STYLE_SHAPE, VoicePackError
 from tests.server import ENGINE_DIR
 
 VOICE_BYTES = STYLE_SHAPE[0] * STYLE_SHAPE[1] * 4

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthesis import recogniser
-from synthesis.engines import kokoro_refine
 from synthesis.engines.base import Features
-from synthesis.engines.kokoro import KokoroEngine
-from synthesis.engines.kokoro_refine import refine
-from synthesis.envelope import prompt_envelopes
-from synthesis.listening_guard import SENTENCES, TOLERANCE, ListeningGuard, listener
+from synthesis.engines.kokoro import recogniser
+from synthesis.engines.kokoro import refine as kokoro_refine
+from synthesis.engines.kokoro.engine import KokoroEngine
+from synthesis.engines.kokoro.envelope import prompt_envelopes
+from synthesis.engines.kokoro.listening_guard import SENTENCES, TOLERANCE, ListeningGuard, listener
+from synthesis.engines.kokoro.refine import refine
 from tests.server import ENGINE_DIR
 
 pytestmark = pytest.mark.skipif(not recogniser.weights_installed(),

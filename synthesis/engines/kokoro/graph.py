@@ -7,7 +7,7 @@ prosody half, and its decoder synthesises speech from that curve: a harmonic sou
 those frequencies, shaped by the decoder's filters. Multiplying the curve before the
 decoder changes the pitch and nothing else: the formants, the timing and the length stay
 where the model put them. The other way to shift pitch, synthesising slower and
-resampling (synthesis/pitch.py ``play_faster``), moves the formants with the pitch and
+resampling (synthesis/engines/kokoro/pitch.py ``play_faster``), moves the formants with the pitch and
 stretches the model's timing; on 6 Mandarin sentences heard by Whisper base it cost
 intelligibility (CER 0.22-0.25 against 0.07-0.18 through the curve, same voices and factors).
 

@@ -3,7 +3,7 @@
 Cloning compares the prompt's speaker embedding with every stock voice's (kokoro.py). Each
 one costs a synthesis of the reference sentence and an embedding: for Kokoro's 54 voices,
 39 s on an idle 2-core machine and over six minutes on a busy one, far too long for a
-server's first start. ``make install`` runs ``python -m synthesis.engines.voice_embeddings``
+server's first start. ``make install`` runs ``python -m synthesis.engines.kokoro.voice_embeddings``
 after the voice pack: it writes the table next to the pack, with the key it was computed for
 (the model's sha256, every voice's style -- the pack's content --, the speaker encoder's
 weights' sha256, the reference sentences, the ONNX Runtime version; see
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core.atomic_files import atomic_writer
-from synthesis.engines import voice_pack
+from synthesis.engines.kokoro import voice_pack
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def read(path: Path, key: str, names: list[str]) -> np.ndarray | None:
         return None
     if stored_key != key or stored_names != names:
         log.warning("voice embeddings %s were computed for another model, voice pack or speaker encoder: "
-                    "computing them (python -m synthesis.engines.voice_embeddings rewrites the file)", path)
+                    "computing them (python -m synthesis.engines.kokoro.voice_embeddings rewrites the file)", path)
         return None
     if table.shape != (len(names), COLUMNS) or not np.all(np.isfinite(table)):
         log.warning("voice embeddings %s hold a %s table, not %d finite rows: computing them",
@@ -71,7 +71,7 @@ def write(path: Path, key: str, names: list[str], table: np.ndarray) -> None:
 def install(dest: Path, pack: Path | None = None, threads: int | None = None) -> tuple[Path, bool]:
     """Load the engine (a throwaway engine directory; ``dest`` is used if current) and write its
     reference table to ``dest`` unless it is there already. Returns (dest, whether it was written)."""
-    from synthesis.engines.kokoro import KokoroEngine
+    from synthesis.engines.kokoro.engine import KokoroEngine
 
     with tempfile.TemporaryDirectory(prefix="tts-embeddings-") as tmp:
         engine = KokoroEngine(Path(tmp), threads=threads or os.cpu_count() or 1,

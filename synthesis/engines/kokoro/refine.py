@@ -14,7 +14,7 @@ speaking the prompt's transcript (the same similarity cloning reports). A candid
 must also pass a cheap intelligibility guard against the starting point: about the same
 speech time, voicing and spectral flatness (a garbled style buzzes, hisses or runs
 long). When the optional recogniser is installed, the search's best styles are then
-listened to (synthesis/listening_guard.py): best first, back along the path the search
+listened to (synthesis/engines/kokoro/listening_guard.py): best first, back along the path the search
 took, the first one Whisper hears about as well as the starting voice, in Mandarin and
 English, is kept. The style is only replaced when the similarity gained at least
 ``MIN_GAIN``; a loudness gain matching the prompt (BS.1770) is stored either way.
@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from synthesis import listening_guard, loudness
 from synthesis.engines.base import Features
-from synthesis.pitch import estimate_f0
-from synthesis.speaker_embedding import cosine_similarity
+from synthesis.engines.kokoro import listening_guard, loudness
+from synthesis.engines.kokoro.pitch import estimate_f0
+from synthesis.engines.kokoro.speaker_embedding import cosine_similarity
 from synthesis.text.segmenter import units
 
 if TYPE_CHECKING:
-    from synthesis.engines.kokoro import KokoroEngine
-    from synthesis.instruct import InstructParams
+    from synthesis.engines.kokoro.engine import KokoroEngine
+    from synthesis.engines.kokoro.instruct import InstructParams
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class Candidate:
 
 def objective_text(text: str, limit: int = MAX_OBJECTIVE_UNITS) -> str:
     """The transcript's first sentences, up to about ``limit`` units (at least one sentence)."""
-    from synthesis.engines.kokoro import _sentences
+    from synthesis.engines.kokoro.engine import _sentences
 
     picked: list[str] = []
     total = 0
@@ -242,7 +242,7 @@ class StyleSearch:
 
 
 def _speed_range() -> tuple[float, float]:
-    from synthesis.engines.kokoro import SPEED_RANGE
+    from synthesis.engines.kokoro.engine import SPEED_RANGE
 
     return SPEED_RANGE
 
@@ -355,7 +355,7 @@ def _tune_other_language(guard: listening_guard.ListeningGuard, features: Featur
     The conversion moves the voice towards the prompt's spectra, which were spoken in the
     transcript's language; in the other one it can blur sounds that language needs (measured:
     Mandarin CER 0.35 at the cross-language strength, 0.16 at half of it, for one voice)."""
-    from synthesis.engines.kokoro import other_language_strength
+    from synthesis.engines.kokoro.engine import other_language_strength
 
     envelope = features.meta.get("envelope")
     if not isinstance(envelope, dict) or envelope.get("language") not in ("zh", "en"):

@@ -1,4 +1,4 @@
-"""Kokoro's graph as the engine runs it (synthesis/engines/kokoro_graph.py), on the real model."""
+"""Kokoro's graph as the engine runs it (synthesis/engines/kokoro/graph.py), on the real model."""
 from __future__ import annotations
 
 import importlib.resources as res
@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from synthesis.engines.kokoro import STYLE_SHAPE, KokoroEngine
-from synthesis.engines.kokoro_graph import F0_SCALE_INPUT, GraphMismatch, edit, engine_model
-from synthesis.g2p import G2P
-from synthesis.pitch import median_f0
+from synthesis.engines.kokoro.engine import STYLE_SHAPE, KokoroEngine
+from synthesis.engines.kokoro.g2p import G2P
+from synthesis.engines.kokoro.graph import F0_SCALE_INPUT, GraphMismatch, edit, engine_model
+from synthesis.engines.kokoro.pitch import median_f0
 
 SR = 24000
 
