@@ -7,9 +7,10 @@ the clone and refinement code call them here. Embedded mode never calls them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from voices.services import StoredBlob
+if TYPE_CHECKING:  # the workers app imports this module before models exist
+    from voices.services import StoredBlob
 
 
 class CloneOnWorker(Protocol):

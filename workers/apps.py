@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from voices import remote as voices_remote
+
 
 class WorkersConfig(AppConfig):
     """Hands distributed mode's clone and refinement dispatch to voices, which sits below workers.
@@ -12,8 +14,7 @@ class WorkersConfig(AppConfig):
     verbose_name = "Job runners"
 
     def ready(self) -> None:
-        # Here, not at module top: these import models, which exist only once the registry is ready.
-        from voices import remote as voices_remote
+        # Here, not at module top: workers.remote imports models, which exist only once the registry is ready.
         from workers import remote
 
         voices_remote.install(clone_on_worker=remote.clone_on_worker, send_refine=remote.send_refine,
