@@ -20,15 +20,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from api import metrics, protocol
+from api.errors import IdleTimeout, ProtocolError, VoiceNotFound
 from core import logs
 from core.errors import ApiError, PayloadTooLarge
-from synthesis.exceptions import IdleTimeout, ProtocolError, SynthesisFailed, VoiceNotFound
 from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
 from tenants.models import Quota, Scope
 from voices import services
 from voices.exceptions import UnknownVoice
 from workers.dispatch import Job, start_job
+from workers.errors import SynthesisFailed
 from workers.runner import VoiceRef
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from channels.layers import get_channel_layer
 
 from core.errors import ApiError
 from synthesis.encoding import wav_header
-from synthesis.exceptions import SynthesisFailed
 from synthesis.request import TtsRequest
 from voices.exceptions import InvalidRequest
 from voices.models import Voice
 from workers.dispatch import start_job
+from workers.errors import SynthesisFailed
 from workers.runner import VoiceRef
 
 #: a preview is a sentence or two, not a book

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.errors import ProtocolError
 from core.json_text import loads_text
 from synthesis.encoding import FORMATS, MODES
-from synthesis.exceptions import ProtocolError
 from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE, TtsRequest
 from voices.exceptions import InvalidRequest
 from voices.validation import check_prompt_id

@@ -19,10 +19,10 @@ from redis.exceptions import RedisError
 from core import logs
 from core.errors import ApiError, NotReady
 from core.redis_clients import async_redis, sync_redis
-from synthesis.exceptions import ServerBusy, SynthesisFailed
 from synthesis.request import TtsRequest
 from voices.services import StoredBlob, delete_blobs
 from workers import keys, stream_queue
+from workers.errors import ServerBusy, SynthesisFailed
 from workers.runner import VoiceRef, request_as_dict
 
 log = logging.getLogger(__name__)

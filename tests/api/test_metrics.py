@@ -8,7 +8,8 @@ import pytest
 from django.test import AsyncClient
 
 from api import metrics
-from synthesis.exceptions import ProtocolError, ServerBusy
+from api.errors import ProtocolError
+from workers.errors import ServerBusy
 
 
 def value(name: str, **labels: str) -> float:

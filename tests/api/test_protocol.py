@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from api.errors import ProtocolError
 from api.protocol import TtsRequest, decode_message, parse_req_params, parse_text_message
-from synthesis.exceptions import ProtocolError
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Domain errors of the synthesis app. Each ends a WebSocket request with close code
-4000 + its status (see ``ApiError.close_code``)."""
+"""Errors of the /tts entry point (the protocol, the voice lookup, an idle client). Each
+ends a WebSocket request with close code 4000 + its status (see ``ApiError.close_code``);
+their class names are the ``type`` label of ``tts_errors_total``."""
 from __future__ import annotations
 
 from core.errors import ApiError
@@ -13,14 +14,6 @@ class ProtocolError(ApiError):
 
 class VoiceNotFound(ApiError):
     status = 404
-
-
-class ServerBusy(ApiError):
-    status = 429
-
-
-class SynthesisFailed(ApiError):
-    status = 500
 
 
 class IdleTimeout(ApiError):
