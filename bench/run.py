@@ -61,7 +61,7 @@ if str(REPO) not in sys.path:
 from bench import machine  # noqa: E402
 from bench.client import SCENARIOS, StreamRecord, run_streams  # noqa: E402
 from bench.stats import median, summary  # noqa: E402
-from ttsplatform.atomic_files import atomic_write  # noqa: E402
+from core.atomic_files import atomic_write  # noqa: E402
 
 T = TypeVar("T")
 
@@ -296,7 +296,7 @@ def in_process(setup: Setup, cfg: Config) -> dict[str, Any]:
         return out
     if cfg.kokoro_inprocess_runs <= 0:
         return {}
-    from synthesis.engines.kokoro import KokoroEngine
+    from synthesis.engines.kokoro.engine import KokoroEngine
     from tests.server import ENGINE_DIR
 
     engine = KokoroEngine(data_dir=ENGINE_DIR, threads=2)

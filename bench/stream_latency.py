@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from synthesis.engines.kokoro import KokoroEngine
+    from synthesis.engines.kokoro.engine import KokoroEngine
 
     engine = KokoroEngine(data_dir=ENGINE_DIR, threads=2)
     engine.load()

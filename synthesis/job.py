@@ -18,7 +18,7 @@ import numpy as np
 
 from synthesis.encoding import make_encoder
 from synthesis.engines.base import Engine, Features, StopSignal, StreamStopped
-from synthesis.protocol import TtsRequest
+from synthesis.request import TtsRequest
 from synthesis.resample import resample
 from synthesis.text.segmenter import ClauseSegmenter
 

@@ -4,7 +4,7 @@ REST takes ``Authorization: Bearer <key>`` only: a key in a URL ends up in acces
 proxy logs and browser history, so ``?api_key=`` on REST is refused with 400 rather than
 ignored (ignoring it would silently act for the default tenant in open mode). The
 WebSocket takes the same header or, for browsers that cannot set headers on one,
-``?api_key=<key>`` (redacted from every log line, see ttsplatform/logs.py). A key that is
+``?api_key=<key>`` (redacted from every log line, see core/logs.py). A key that is
 sent must be valid, even in open mode. Without one, open mode (TTS_REQUIRE_API_KEY=false,
 the embedded default) acts for the default tenant with every scope, as the original
 servers did.
@@ -17,9 +17,9 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.http import HttpRequest
 
+from core.errors import ApiError, Forbidden, Unauthorized
 from tenants.keys import InvalidKey, verify_key
 from tenants.models import ALL_SCOPES
-from ttsplatform.errors import ApiError, Forbidden, Unauthorized
 from voices.models import Tenant
 from voices.tenancy import default_tenant
 

@@ -19,7 +19,10 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import transaction
 
-from ttsplatform.errors import ApiError, PayloadTooLarge
+from core.errors import ApiError, PayloadTooLarge
+from core.redis_clients import async_redis
+from tenants.models import Quota
+from voices.models import Tenant, Voice
 
 LEASE_TTL_S = 30.0
 
@@ -93,8 +96,6 @@ return 1
 class RedisCounters:
     @staticmethod
     def _client():
-        from workers.redis_clients import async_redis
-
         return async_redis()
 
     async def acquire_stream(self, tenant_id: int, stream_id: str, limit: int) -> None:
@@ -128,8 +129,6 @@ def counters() -> MemoryCounters | RedisCounters:
 
 def limits_of(tenant_id: int):
     """The tenant's Quota row or None (blocking: database)."""
-    from tenants.models import Quota
-
     return Quota.objects.filter(tenant_id=tenant_id).first()
 
 
@@ -156,8 +155,6 @@ def check_voice_count(tenant_id: int, quota) -> None:
     """Refuse early, before a clone does its work, when the tenant is at its voice limit (blocking: database).
 
     Only a courtesy: the check that holds is :func:`guard_voice_insert`, at the insert."""
-    from voices.models import Voice
-
     if quota is not None and quota.max_voices is not None:
         if Voice.objects.filter(tenant_id=tenant_id).count() >= quota.max_voices:
             raise QuotaExceeded(f"this tenant already has {quota.max_voices} voices (its limit); remove one first")
@@ -167,8 +164,6 @@ def lock_tenant(tenant_id: int) -> None:
     """Lock the tenant's row until the current transaction ends (blocking: database).
 
     Whatever changes a tenant's voices takes this lock first, so they queue in one order."""
-    from voices.models import Tenant
-
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("lock_tenant must run inside the transaction that changes the tenant's voices")
     list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
@@ -184,8 +179,6 @@ def guard_voice_insert(tenant_id: int) -> None:
     committed (a row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
     writers). A refusal rolls that transaction back, so a bundle loads whole or not at all.
     """
-    from voices.models import Voice
-
     lock_tenant(tenant_id)
     quota = limits_of(tenant_id)
     if quota is not None and quota.max_voices is not None:

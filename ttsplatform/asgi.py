@@ -24,6 +24,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from synthesis.engines.registry import start_loading  # noqa: E402
 from ttsplatform import daphne_hooks  # noqa: E402
 from ttsplatform.routing import websocket_urlpatterns  # noqa: E402
+from voices.refine import recover_after_restart  # noqa: E402
 
 daphne_hooks.install()  # before Daphne builds its server, which it does after importing this module
 
@@ -40,6 +41,4 @@ if settings.TTS_PRELOAD_ENGINE and not settings.DISTRIBUTED:  # workers hold the
     start_loading()
 
 if not settings.DISTRIBUTED:  # one process: any voice still "refining" lost its refinement with the last one
-    from voices.refine import recover_after_restart
-
     threading.Thread(target=recover_after_restart, name="refine-recovery", daemon=True).start()

@@ -17,7 +17,7 @@ get them without extra command-line flags.
   with the close (websockets does: "if send_data raised an exception, then events are
   lost"). The server waits :data:`CLOSE_HANDSHAKE_TIMEOUT_S` instead.
 - Daphne's access log is no log record: it writes each HTTP request's URL, query string
-  included, straight to stdout. Its lines go through :func:`ttsplatform.logs.redact_secrets`
+  included, straight to stdout. Its lines go through :func:`core.logs.redact_secrets`
   like every log record does.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from daphne import access, ws_protocol
 
-from ttsplatform.logs import redact_secrets
+from core.logs import redact_secrets
 
 #: ASGI event types for the application (channels calls ``websocket_too_large`` and
 #: ``websocket_invalid_text`` on the consumer); both carry ``limit`` or ``reason``.

@@ -4,7 +4,7 @@ Embedded mode is ready when its engine is loaded and warm; distributed mode's we
 process is ready when at least one synthesis worker has registered in Redis. Both also
 need a database that answers a read of a real table (a corrupt SQLite file still answers
 ``SELECT 1``).
-/metrics is this web process's Prometheus exposition (see ttsplatform/metrics.py).
+/metrics is this web process's Prometheus exposition (see api/metrics.py).
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
+from api import metrics
+from api.http import json_endpoint, json_response
+from core.errors import Unauthorized
 from synthesis.engines.registry import engine_status
-from ttsplatform import metrics
-from ttsplatform.errors import Unauthorized
-from ttsplatform.http import json_endpoint, json_response
 from voices.models import Tenant, Voice
+from workers.remote import live_workers, slots
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def _database_answers() -> bool:
 
 
 async def _distributed_status() -> dict[str, object]:
-    from workers.remote import live_workers, slots
-
     try:
         workers: int | None = await live_workers()
         redis_ok = True

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from synthesis.consumers import TtsConsumer
+from api.consumers import TtsConsumer
 
 websocket_urlpatterns = [
     re_path(r"^tts/?$", TtsConsumer.as_asgi()),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ttsplatform.env import envbool, envchoice, envfloat, envint, envpaths, envstr, postgres_settings
-from ttsplatform.logs import logging_config
+from core.env import envbool, envchoice, envfloat, envint, envpaths, envstr, postgres_settings
+from core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,10 +30,12 @@ INSTALLED_APPS = [
     "voices",
     "synthesis",
     "tenants",
+    "workers",  # no models: its ready() gives voices the distributed dispatch (workers/apps.py)
+    "api",  # no models: listed so that the admin's autodiscovery finds api/admin/
 ]
 
 MIDDLEWARE = [
-    "ttsplatform.logs.request_id_middleware",  # first: every later log line carries the request id
+    "core.logs.request_id_middleware",  # first: every later log line carries the request id
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -1,9 +1,8 @@
 from django.urls import path
 
-from ttsplatform import openapi
-from ttsplatform.admin_site import site as admin_site
+from api import openapi, views
+from api.admin.site import site as admin_site
 from ttsplatform.health import health, metrics_view
-from voices import views
 
 urlpatterns = [
     path("speakers", views.speakers, name="speakers"),
@@ -19,6 +18,6 @@ urlpatterns = [
     path("admin/", admin_site.urls),
 ]
 
-handler400 = "ttsplatform.http.bad_request"
-handler404 = "ttsplatform.http.not_found"
-handler500 = "ttsplatform.http.server_error"
+handler400 = "api.http.bad_request"
+handler404 = "api.http.not_found"
+handler500 = "api.http.server_error"

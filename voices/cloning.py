@@ -14,7 +14,7 @@ from django.conf import settings
 
 from synthesis.engines.registry import get_loaded_engine, get_ready_engine
 from synthesis.text.segmenter import units
-from voices import refine, services
+from voices import refine, remote, services
 from voices.exceptions import InvalidRequest
 from voices.models import Tenant
 from voices.prompt_audio import PromptAudio, PromptLimits, PromptSourcePolicy, decode_audio_bytes, read_prompt_audio
@@ -59,9 +59,7 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
     check_transcript_fits(prompt_text, audio.duration)
     audio_blob = services.store_blob(tenant, audio.raw, "audio")
     if settings.DISTRIBUTED:
-        from workers.remote import clone_on_worker
-
-        return clone_on_worker(tenant.id, prompt_id, prompt_text, audio_blob, audio.sample_rate, note)
+        return remote.clone_on_worker(tenant.id, prompt_id, prompt_text, audio_blob, audio.sample_rate, note)
     return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob, note)
 
 

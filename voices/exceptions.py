@@ -1,7 +1,7 @@
 """Domain errors of the voices app (each carries its HTTP status)."""
 from __future__ import annotations
 
-from ttsplatform.errors import ApiError, NotFound
+from core.errors import ApiError, NotFound
 
 
 class UnknownVoice(NotFound):

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-from ttsplatform.atomic_files import atomic_write
-from ttsplatform.errors import ApiError
+from core.atomic_files import atomic_write
+from core.errors import ApiError
 from voices import s3
 from voices.exceptions import CorruptData
 

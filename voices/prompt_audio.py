@@ -41,7 +41,7 @@ import av
 import numpy as np
 import soxr
 
-from ttsplatform.errors import ApiError, PayloadTooLarge
+from core.errors import ApiError, PayloadTooLarge
 from voices.safe_paths import MAX_PATH_CHARS, read_client_file, resolve_client_path
 from voices.speech_check import MIN_VOICED_SECONDS, require_speech
 from voices.url_fetch import fetch_url

@@ -30,8 +30,9 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from synthesis.engines import registry
 from synthesis.engines.base import Features, can_refine
-from voices import services
+from voices import remote, services
 from voices.feature_cache import get_feature_cache
 from voices.models import Voice
 from voices.prompt_audio import decode_audio_bytes
@@ -67,7 +68,7 @@ def schedule(voice_id: int, features_key: str, features_sha256: str) -> None:
     """
     try:
         if settings.DISTRIBUTED:
-            _send_task(voice_id, features_key, features_sha256)
+            remote.send_refine(voice_id, features_key, features_sha256)
             return
         if _embedded_queue().submit(voice_id, features_key, features_sha256):
             return
@@ -75,17 +76,6 @@ def schedule(voice_id: int, features_key: str, features_sha256: str) -> None:
     except Exception as exc:  # noqa: BLE001 - broker or store away: the voice must not stay refining
         log.warning("could not queue refinement of voice %s: %s", voice_id, exc)
     mark_ready(voice_id, features_sha256)
-
-
-def _send_task(voice_id: int, features_key: str, features_sha256: str) -> None:
-    from workers.celery_app import app
-
-    app.send_task(
-        "tts.refine",
-        kwargs={"voice_id": voice_id, "features_key": features_key, "features_sha256": features_sha256},
-        queue=settings.TTS_CLONE_QUEUE_NAME,
-        expires=settings.TTS_REFINE_EXPIRES,
-    )
 
 
 class RefineQueue:
@@ -137,13 +127,11 @@ def _embedded_queue() -> RefineQueue:
 
 def refine_voice(voice_id: int, features_key: str, features_sha256: str) -> str:
     """Refine one voice (blocking) and swap the result in. Returns what happened, for logs and tests."""
-    from synthesis.engines.registry import get_loaded_engine
-
     voice = _current(voice_id, features_key, features_sha256)
     if voice is None:
         return "gone"
     try:
-        engine = get_loaded_engine()
+        engine = registry.get_loaded_engine()
         if not can_refine(engine):
             mark_ready(voice_id, features_sha256)
             return "unsupported"
@@ -185,12 +173,7 @@ def _still_wanted(voice_id: int, features_sha256: str) -> Callable[[], bool]:
 
 def _worker_draining() -> bool:
     """A distributed worker got SIGTERM: end the search early (its best so far is kept)."""
-    if not settings.DISTRIBUTED:
-        return False
-    from workers import worker_runtime
-
-    runtime = worker_runtime._runtime
-    return runtime is not None and runtime.drain_deadline is not None
+    return settings.DISTRIBUTED and remote.worker_draining()
 
 
 def swap(voice: Voice, refined: Features) -> bool:

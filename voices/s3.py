@@ -1,6 +1,6 @@
 """S3 access for the feature store and tone caches: URL parsing, one client, one error map.
 
-Every S3 failure leaves this module as an :class:`~ttsplatform.errors.ApiError` with a
+Every S3 failure leaves this module as an :class:`~core.errors.ApiError` with a
 clear message and a 4xx/502 status, never as a botocore exception (which would be a 500).
 Objects are written with a single PUT, which S3 makes atomic: a reader sees the whole
 object or none of it, never a half-written one.
@@ -28,7 +28,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices.exceptions import InvalidRequest
 
 log = logging.getLogger(__name__)

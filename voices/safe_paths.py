@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices.server_paths import private_area
 
 MAX_PATH_CHARS = 4096

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from synthesis.engines import voice_pack
+from synthesis.engines.kokoro import voice_pack
 
 _SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 

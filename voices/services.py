@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
+from core.errors import ApiError
 from synthesis.engines.base import Features
 from tenants import quotas
-from ttsplatform.errors import ApiError
 from voices.exceptions import UnknownVoice
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 
 ANALYSIS_RATE = 8000
 FRAME_S = 0.040

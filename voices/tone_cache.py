@@ -36,13 +36,13 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from core.atomic_files import atomic_write
+from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from core.json_text import loads_text
+from core.zip_members import BadMember, read_member
 from synthesis.engines.base import MAX_FEATURE_BYTES, Engine, Features, check_finite_json
 from synthesis.engines.registry import get_engine
 from tenants import quotas
-from ttsplatform.atomic_files import atomic_write
-from ttsplatform.json_text import loads_text
-from ttsplatform.zip_members import BadMember, read_member
-from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices import s3, services
 from voices.exceptions import InvalidRequest, ToneCacheError
 from voices.feature_cache import get_feature_cache

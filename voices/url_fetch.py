@@ -25,7 +25,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from ttsplatform.errors import ApiError, Forbidden, PayloadTooLarge
+from core.errors import ApiError, Forbidden, PayloadTooLarge
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressCheck = Callable[[IPAddress], bool]

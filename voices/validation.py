@@ -4,7 +4,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from ttsplatform.json_text import loads_text
+from core.json_text import loads_text
 from voices.exceptions import InvalidRequest
 
 MAX_PROMPT_ID_CHARS = 128

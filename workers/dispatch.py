@@ -5,7 +5,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from synthesis.protocol import TtsRequest
+from synthesis.request import TtsRequest
 from workers.runner import VoiceRef
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from synthesis.engines.registry import get_ready_engine
 from synthesis.job import TextInbox
-from synthesis.protocol import TtsRequest
+from synthesis.request import TtsRequest
 from workers.executors import pool
 from workers.runner import VoiceRef, run_job
 from workers.sink import ChannelLayerSink

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from synthesis.exceptions import ServerBusy
+from workers.errors import ServerBusy
 
 T = TypeVar("T")
 

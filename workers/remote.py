@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from synthesis.exceptions import ServerBusy, SynthesisFailed
-from synthesis.protocol import TtsRequest
-from ttsplatform import logs
-from ttsplatform.errors import ApiError, NotReady
+from core import logs
+from core.errors import ApiError, NotReady
+from core.redis_clients import async_redis, sync_redis
+from synthesis.request import TtsRequest
 from voices.services import StoredBlob, delete_blobs
 from workers import keys, stream_queue
-from workers.redis_clients import async_redis, sync_redis
+from workers.errors import ServerBusy, SynthesisFailed
 from workers.runner import VoiceRef, request_as_dict
 
 log = logging.getLogger(__name__)
@@ -164,3 +164,23 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
     if result.get("error"):
         raise ApiError(str(result.get("message")), status=int(result.get("status", 400)))
     return bool(result["existed"])
+
+
+def send_refine(voice_id: int, features_key: str, features_sha256: str) -> None:
+    """Queue a ``tts.refine`` task on the clone queue (voices.refine calls it through voices.remote)."""
+    from workers.celery_app import app
+
+    app.send_task(
+        "tts.refine",
+        kwargs={"voice_id": voice_id, "features_key": features_key, "features_sha256": features_sha256},
+        queue=settings.TTS_CLONE_QUEUE_NAME,
+        expires=settings.TTS_REFINE_EXPIRES,
+    )
+
+
+def worker_draining() -> bool:
+    """A distributed worker got SIGTERM: long searches end early (their best so far is kept)."""
+    from workers import worker_runtime  # the Celery worker's runtime; imported only when asked, as before
+
+    runtime = worker_runtime._runtime
+    return runtime is not None and runtime.drain_deadline is not None

@@ -6,11 +6,12 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core import logs
+from core.errors import ApiError
 from synthesis.engines.registry import get_loaded_engine
 from synthesis.job import JobStats, TextInbox, run_synthesis
-from synthesis.protocol import TtsRequest
-from ttsplatform import logs
-from ttsplatform.errors import ApiError
+from synthesis.request import TtsRequest
+from voices.services import load_features_by_key
 from workers.sink import ChannelLayerSink
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ def run_job(job_id: str, request: TtsRequest, voice: VoiceRef, inbox: TextInbox,
 
 def _run_job(job_id: str, request: TtsRequest, voice: VoiceRef, inbox: TextInbox,
              sink: ChannelLayerSink) -> JobStats | None:
-    from voices.services import load_features_by_key
-
     try:
         sink.started()
         features = load_features_by_key(voice.features_key, voice.features_sha256)

@@ -24,8 +24,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from core.redis_clients import async_redis
 from workers import keys
-from workers.redis_clients import async_redis
 
 log = logging.getLogger(__name__)
 

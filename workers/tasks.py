@@ -12,12 +12,16 @@ from celery import shared_task
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from core import logs
+from core.errors import ApiError
+from core.redis_clients import async_redis, sync_redis
 from synthesis.job import TextInbox
-from synthesis.protocol import TtsRequest
-from ttsplatform import logs
-from ttsplatform.errors import ApiError
+from synthesis.request import TtsRequest
+from voices import refine as refinement
+from voices.cloning import clone_stored_prompt
+from voices.models import Tenant
+from voices.services import StoredBlob, delete_blobs
 from workers import keys
-from workers.redis_clients import async_redis, sync_redis
 from workers.runner import VoiceRef, run_job
 from workers.sink import ChannelLayerSink
 from workers.worker_runtime import RunningJob, get_runtime
@@ -118,10 +122,6 @@ def clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_k
 
 def _clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_key: str, audio_sha256: str,
            sample_rate: int, note: str) -> None:
-    from voices.cloning import clone_stored_prompt
-    from voices.models import Tenant
-    from voices.services import StoredBlob, delete_blobs
-
     try:
         tenant = Tenant.objects.get(pk=tenant_id)
     except Tenant.DoesNotExist:
@@ -147,8 +147,6 @@ def _clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_
 @shared_task(name="tts.refine", acks_late=False, ignore_result=True, time_limit=REFINE_TIME_LIMIT_S)
 def refine(voice_id: int, features_key: str, features_sha256: str) -> None:
     """Refine a freshly cloned voice in the background and swap its features (voices/refine.py)."""
-    from voices import refine as refinement
-
     with logs.bound(job=f"refine-{voice_id}"):
         try:
             refinement.recover_stuck(refinement.stale_after_s())

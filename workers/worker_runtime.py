@@ -25,9 +25,10 @@ from celery import signals
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, get_channel_layer
 
+from core.redis_clients import async_redis
+from synthesis.engines import registry
 from synthesis.job import TextInbox
 from workers import keys
-from workers.redis_clients import async_redis
 from workers.sink import ChannelLayerSink
 from workers.stream_queue import StreamTaker
 
@@ -196,11 +197,9 @@ def get_runtime() -> WorkerRuntime:
 @signals.worker_init.connect
 def _load_engine(**_: object) -> None:
     """Load and warm the engine before the worker takes its first task."""
-    from synthesis.engines.registry import get_loaded_engine
-
     global engine_load_seconds
     started = time.monotonic()
-    engine = get_loaded_engine()
+    engine = registry.get_loaded_engine()
     # The engine's own timing of its load steps when it keeps one (as in embedded mode's /metrics).
     engine_load_seconds = sum((getattr(engine, "load_timings", None) or {}).values()) or time.monotonic() - started
     log.info("engine %s loaded in %.1f s", engine.name, engine_load_seconds)

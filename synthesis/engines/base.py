@@ -19,8 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ttsplatform.json_text import loads_text
-from ttsplatform.zip_members import BadMember, read_member
+from core.json_text import loads_text
+from core.zip_members import BadMember, read_member
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Features:
 
         Sizes are checked before anything is expanded: the archive's, each member's as declared
         (zipfile never yields more than that), and each array's from its header. Floats must be
-        finite, metadata a shallow JSON object of finite numbers (ttsplatform.json_text).
+        finite, metadata a shallow JSON object of finite numbers (core.json_text).
         """
         if len(data) > max_bytes:
             raise ValueError(f"features are {len(data)} bytes, over the {max_bytes}-byte limit")

@@ -12,14 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from core.errors import NotReady
 from synthesis.engines.base import Engine
-from ttsplatform.errors import NotReady
 
 log = logging.getLogger(__name__)
 
 #: engine name -> "module:Class". Each class takes keyword settings (see _build).
 ENGINES: dict[str, str] = {
-    "kokoro": "synthesis.engines.kokoro:KokoroEngine",
+    "kokoro": "synthesis.engines.kokoro.engine:KokoroEngine",
     "replay": "synthesis.engines.replay:ReplayEngine",  # benchmarks and tests only: replays pre-made audio
 }
 

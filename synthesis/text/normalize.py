@@ -1,7 +1,7 @@
 """Spell out numbers, dates, times, money, percentages, units and phone numbers.
 
 ``normalize_zh`` and ``normalize_en`` are pure, regex-based and run on one language run
-of the G2P (synthesis/g2p.py), right before it is phonemized; their output has no
+of the G2P (synthesis/engines/kokoro/g2p.py), right before it is phonemized; their output has no
 digits left, so neither espeak-ng nor misaki's cn2an guesses at them. The G2P keeps a
 whole numeric expression (``NUMBER_TOKEN``) in one run, so its language is decided once.
 

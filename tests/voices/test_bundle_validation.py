@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.errors import ApiError, PayloadTooLarge
 from synthesis.engines.base import MAX_FEATURE_BYTES, Features
+from synthesis.engines.kokoro.voice_pack import STYLE_SHAPE
 from synthesis.engines.registry import get_engine
-from synthesis.engines.voice_pack import STYLE_SHAPE
-from ttsplatform.errors import ApiError, PayloadTooLarge
 from voices.exceptions import ToneCacheError
 from voices.feature_store import sha256_hex
 from voices.tone_cache import FORMAT_NAME, FORMAT_VERSION, read_bundle

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tests.voices.test_url_fetch import LocalServer
+from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from synthesis.encoding import wav_header
-from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices.prompt_audio import (
     NEITHER,
     PromptLimits,

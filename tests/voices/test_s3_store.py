@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from tests.s3server import REGION, S3Server
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 from voices import s3
 from voices.exceptions import CorruptData
 from voices.feature_store import LocalFeatureStore, S3FeatureStore, get_feature_store, sha256_hex
@@ -287,7 +287,7 @@ def test_tone_cache_location_errors(bucket: str) -> None:
     ("s3://other-bucket/tenant-a", False),
 ])
 def test_s3_cache_locations_are_confined_to_the_cache_roots(settings, location: str, allowed: bool) -> None:
-    from ttsplatform.errors import Forbidden
+    from core.errors import Forbidden
     from voices.tone_cache import _confined_s3
 
     settings.TTS_S3_CACHE_ROOTS = ("s3://caches/tenant-a", "s3://spare/x")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ttsplatform.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from voices.safe_paths import MAX_PATH_CHARS, read_client_file, resolve_client_path
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.voices.test_prompt_audio import speech_like
-from ttsplatform.errors import ApiError
+from core.errors import ApiError
 from voices.prompt_audio import decode_audio_bytes
 from voices.speech_check import MIN_VOICED_SHARE, measure_speech, require_speech
 

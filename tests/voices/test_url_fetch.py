@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ttsplatform.errors import ApiError, Forbidden, PayloadTooLarge
+from core.errors import ApiError, Forbidden, PayloadTooLarge
 from voices.url_fetch import (
     IPAddress,
     check_url,
