@@ -28,6 +28,7 @@ from tenants.auth import Caller, caller_for_scope
 from tenants.models import Quota, Scope
 from voices import services
 from voices.exceptions import UnknownVoice
+from workers import events
 from workers.dispatch import Job, start_job
 from workers.errors import SynthesisFailed
 from workers.runner import VoiceRef
@@ -43,7 +44,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
         self.job: Job | None = None
         self.request_id = ""
         self.request: protocol.TtsRequest | None = None
-        self.expected_index = 0
+        self.sequence = events.ChunkSequence()
         self.text_chars = 0
         self.text_done = False
         self.closed = False
@@ -151,7 +152,7 @@ class TtsConsumer(AsyncWebsocketConsumer):
             raise
         self.request = request
         self.request_id = request_id
-        self.expected_index = 0
+        self.sequence = events.ChunkSequence()
         self.text_chars = len(text)
         self.text_done = done
         self.job = job
@@ -222,13 +223,13 @@ class TtsConsumer(AsyncWebsocketConsumer):
         if not self._current(event) or self.request is None:
             return
         index = event["index"]
-        if index < self.expected_index:  # a redelivered chunk: the client already has it
-            log.warning("dropped duplicate audio chunk %d of job %s", index, self.request_id)
+        try:
+            if not self.sequence.accept(index):  # a redelivered chunk: the client already has it
+                log.warning("dropped duplicate audio chunk %d of job %s", index, self.request_id)
+                return
+        except SynthesisFailed as exc:
+            await self._fail(exc)
             return
-        if index != self.expected_index:
-            await self._fail(SynthesisFailed(f"audio chunk {self.expected_index} was lost (got {index})"))
-            return
-        self.expected_index += 1
         if self.metered is not None:
             self.metered["audio_seconds"] = float(event.get("seconds", 0.0))
         if self.observed is not None:
@@ -238,8 +239,10 @@ class TtsConsumer(AsyncWebsocketConsumer):
     async def tts_end(self, event: dict[str, Any]) -> None:
         if not self._current(event) or self.request is None:
             return
-        if event["count"] != self.expected_index:
-            await self._fail(SynthesisFailed("audio stream ended with chunks missing"))
+        try:
+            self.sequence.check_end(event["count"])
+        except SynthesisFailed as exc:
+            await self._fail(exc)
             return
         assert self.job is not None
         self.job.finished()

@@ -21,6 +21,7 @@ from synthesis.encoding import wav_header
 from synthesis.request import TtsRequest
 from voices.exceptions import InvalidRequest
 from voices.models import Voice
+from workers import events
 from workers.dispatch import start_job
 from workers.errors import SynthesisFailed
 from workers.runner import VoiceRef
@@ -70,7 +71,7 @@ async def synthesize_to_wav(voice: Voice, text: str, sample_rate: int = 24000, *
                           channel)
 
     pcm = bytearray()
-    expected = 0
+    sequence = events.ChunkSequence()
     finished = False
     deadline = time.monotonic() + limit
     receiving: asyncio.Task[dict[str, Any]] | None = None
@@ -94,22 +95,20 @@ async def synthesize_to_wav(voice: Voice, text: str, sample_rate: int = 24000, *
                 continue  # not ours (cannot normally happen on a fresh channel)
             job.saw_event()
             kind = event.get("type")
-            if kind == "tts.chunk":
-                if event.get("index") != expected:
-                    raise SynthesisFailed(f"audio chunk {expected} was lost (got {event.get('index')})")
-                expected += 1
+            if kind == events.CHUNK:
+                if not sequence.accept(event.get("index")):
+                    continue  # redelivered: already in pcm
                 try:
                     pcm += base64.b64decode(event["data"], validate=True)
                 except (binascii.Error, KeyError, TypeError):
-                    raise SynthesisFailed(f"audio chunk {expected - 1} is not valid base64") from None
-            elif kind == "tts.end":
-                if event.get("count") != expected:
-                    raise SynthesisFailed("the audio stream ended with chunks missing")
+                    raise SynthesisFailed(f"audio chunk {sequence.expected - 1} is not valid base64") from None
+            elif kind == events.END:
+                sequence.check_end(event.get("count"))
                 finished = True
                 break
-            elif kind == "tts.error":
+            elif kind == events.ERROR:
                 raise SynthesisFailed(str(event.get("message") or "synthesis failed"))
-            # tts.started and tts.alive only prove the job is alive (saw_event above)
+            # STARTED and ALIVE only prove the job is alive (saw_event above)
     finally:
         if receiving is not None:
             receiving.cancel()  # not awaited: a cancelled receive has nothing to report

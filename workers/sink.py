@@ -23,6 +23,8 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
+from workers import events
+
 #: how long one event may wait for room in a full channel before the job gives up
 SEND_TIMEOUT_S = 30.0
 #: events handed to the loop and not yet delivered, at most, before the job thread waits
@@ -81,14 +83,14 @@ class ChannelLayerSink:
 
     def started(self) -> None:
         """A worker has the job: marks it alive for the consumer (not waited for)."""
-        self._send({"type": "tts.started"})
+        self._send({"type": events.STARTED})
 
     def chunk(self, index: int, data_b64: str, seconds: float = 0.0) -> None:
         """``seconds``: audio spoken so far in this job (for metering)."""
-        self._send({"type": "tts.chunk", "index": index, "data": data_b64, "seconds": round(seconds, 3)})
+        self._send({"type": events.CHUNK, "index": index, "data": data_b64, "seconds": round(seconds, 3)})
 
     def end(self, count: int) -> None:
-        self._send({"type": "tts.end", "count": count}, wait=True)
+        self._send({"type": events.END, "count": count}, wait=True)
 
     def error(self, message: str) -> None:
-        self._send({"type": "tts.error", "message": message}, wait=True)
+        self._send({"type": events.ERROR, "message": message}, wait=True)

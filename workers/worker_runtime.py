@@ -28,7 +28,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from core.redis_clients import async_redis
 from synthesis.engines import registry
 from synthesis.job import TextInbox
-from workers import keys
+from workers import events, keys
 from workers.sink import ChannelLayerSink
 from workers.stream_queue import StreamTaker
 
@@ -127,7 +127,7 @@ class WorkerRuntime:
             if job.sink.last_sent > quiet_since:
                 continue  # it just sent audio (or started): that told its consumer it is alive
             try:
-                await self.layer.send(job.sink.channel, {"type": "tts.alive", "job": job.job_id})
+                await self.layer.send(job.sink.channel, {"type": events.ALIVE, "job": job.job_id})
             except ChannelFull:
                 pass  # the channel is full of this job's audio: the consumer knows it is alive
         if self.drain_deadline is not None and time.monotonic() > self.drain_deadline:
@@ -141,7 +141,7 @@ class WorkerRuntime:
             log.warning("job %s did not finish before shutdown; ending it", job.job_id)
             try:
                 await self.layer.send(job.sink.channel, {
-                    "type": "tts.error", "job": job.job_id,
+                    "type": events.ERROR, "job": job.job_id,
                     "message": "the synthesis worker shut down before this stream finished; please retry",
                 })
             except Exception as exc:
