@@ -66,12 +66,29 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     running.stop()
 
 
+#: unit modules that load the whole Kokoro model or run a real benchmark: seconds to a minute each
+SLOW_MODULES = {
+    "tests/bench/test_bench_smoke.py",
+    *(f"tests/synthesis/engines/kokoro/test_{name}.py"
+      for name in ("kokoro_engine", "kokoro_graph", "kokoro_refine", "listening_guard", "voice_embeddings",
+                   "voice_pack")),
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (`make test`), keep what shares an expensive
-    fixture on one worker: the tests of each mode's session server together, and every
-    other module whole (its module-scoped stacks start once). The two modes run side by side."""
+    """Marks, and the groups of ``pytest -n N --dist loadgroup`` (`make test`).
+
+    ``e2e``: everything under tests/e2e (real servers over real sockets); ``slow``: the
+    modules in SLOW_MODULES. `make test-fast` runs neither. Under xdist, what shares an
+    expensive fixture stays on one worker: the tests of each mode's session server together,
+    and every other module whole (its module-scoped stacks start once). The two modes run
+    side by side."""
     for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if module.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
         callspec = getattr(item, "callspec", None)
         mode = callspec.params.get("server") if callspec is not None else None
-        group = f"server-{mode}" if mode in MODES else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(f"server-{mode}" if mode in MODES else module))
