@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(ValueError):
     pass
+
+
+def renamed(new: str, old: str) -> str:
+    """The name to read a renamed variable under: ``new``, or ``old`` where only the old one
+    is set (it keeps working, with a warning that says the new name)."""
+    if os.environ.get(new) is None and os.environ.get(old) is not None:
+        warnings.warn(f"{old} is deprecated: set {new} instead", FutureWarning, stacklevel=2)
+        return old
+    return new
 
 
 def envstr(name: str, default: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.env import envbool, envchoice, envfloat, envint, envpaths, envstr, postgres_settings
+from core.env import envbool, envchoice, envfloat, envint, envpaths, envstr, postgres_settings, renamed
 from core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -152,8 +152,8 @@ TTS_WS_IDLE_TIMEOUT = envfloat("TTS_WS_IDLE_TIMEOUT", 300.0)
 # --- Voices and cloning ------------------------------------------------------------
 TTS_FEATURE_CACHE_SIZE = envint("TTS_FEATURE_CACHE_SIZE", 64, minimum=1)
 TTS_CLONE_WORKERS = envint("TTS_CLONE_WORKERS", 1, minimum=1)
-#: clones that may wait for a clone worker; more get 429
-TTS_CLONE_QUEUE = envint("TTS_CLONE_QUEUE", 8, minimum=0)
+#: clones that may wait for a clone worker; more get 429 (TTS_CLONE_QUEUE before: deprecated)
+TTS_CLONE_MAX_WAITING = envint(renamed("TTS_CLONE_MAX_WAITING", "TTS_CLONE_QUEUE"), 8, minimum=0)
 TTS_PROMPT_MIN_SECONDS = envfloat("TTS_PROMPT_MIN_SECONDS", 1.0)
 TTS_PROMPT_MAX_SECONDS = envfloat("TTS_PROMPT_MAX_SECONDS", 30.0)
 TTS_PROMPT_SILENCE_DBFS = envfloat("TTS_PROMPT_SILENCE_DBFS", -50.0)

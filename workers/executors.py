@@ -66,7 +66,7 @@ def _build(name: str) -> BoundedPool:
     if name == "stream":  # a thread per allowed stream, nothing waiting
         return BoundedPool(name, settings.TTS_MAX_STREAMS, settings.TTS_MAX_STREAMS)
     if name == "clone":
-        return BoundedPool(name, settings.TTS_CLONE_WORKERS, settings.TTS_CLONE_WORKERS + settings.TTS_CLONE_QUEUE)
+        return BoundedPool(name, settings.TTS_CLONE_WORKERS, settings.TTS_CLONE_WORKERS + settings.TTS_CLONE_MAX_WAITING)
     if name == "io":
         return BoundedPool(name, 4, 64)
     raise ValueError(f"unknown pool {name!r}")

@@ -29,7 +29,7 @@ def roots(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module", params=MODES)
 def confined(request: pytest.FixtureRequest, tmp_path_factory, roots: Path) -> Iterator[RunningServer]:
     env = {"TTS_PATH_ROOTS": str(roots), "TTS_ALLOW_PRIVATE_URLS": "1", "TTS_URL_TIMEOUT": "3",
-           "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_QUEUE": "0", "TTS_MAX_STREAMS": "1"}
+           "TTS_WS_IDLE_TIMEOUT": "3", "TTS_CLONE_MAX_WAITING": "0", "TTS_MAX_STREAMS": "1"}
     database = None
     if request.param == "distributed":
         # Its own database and Redis database: this stack must not share queues or voices
