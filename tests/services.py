@@ -8,10 +8,13 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 import redis
 
 from tests.server import free_port
@@ -71,6 +74,19 @@ def start_redis(data_dir: Path) -> RedisServer:
     server = RedisServer(free_port(), data_dir)
     server.start()
     return server
+
+
+def private_redis(name: str) -> Any:
+    """A module-scoped fixture: a Redis server of the module's own, for tests that flush,
+    fill, restart or kill it (the session's ``redis_server`` serves the shared stacks)."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+        server = start_redis(tmp_path_factory.mktemp(name))
+        yield server
+        server.stop()
+
+    return fixture
 
 
 @dataclass

@@ -21,18 +21,14 @@ from tests.e2e.conftest import PROMPT_TEXTS
 from tests.e2e.support import stream_tts
 from tests.s3server import S3Server
 from tests.server import RunningServer, start_server
-from tests.services import RedisServer, create_database, start_redis
+from tests.services import RedisServer, create_database, private_redis
 from workers import keys
 
 LONG_ZH = "今天天气很好。" * 12
 PARAMS = {"prompt_id": "fault-voice", "audio_format": "pcm", "sample_rate": 16000}
 
 
-@pytest.fixture(scope="module")
-def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("fault-redis"))
-    yield server
-    server.stop()
+fault_redis = private_redis("fault-redis")
 
 
 @pytest.fixture(scope="module")

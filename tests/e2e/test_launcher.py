@@ -29,7 +29,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.server import REPO, free_port
-from tests.services import POSTGRES_ADMIN_URL, RedisServer, start_redis
+from tests.services import POSTGRES_ADMIN_URL, RedisServer, private_redis
 
 LAUNCHER = REPO / "scripts" / "run_distributed.py"
 PROMPT_WAV = REPO / "tests" / "fixtures" / "speaker_jf_alpha_1.wav"
@@ -143,11 +143,7 @@ class Launcher:
                 self.process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def launcher_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("launcher-redis"))
-    yield server
-    server.stop()
+launcher_redis = private_redis("launcher-redis")
 
 
 @pytest.fixture(scope="module")

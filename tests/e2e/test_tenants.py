@@ -19,7 +19,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.e2e.conftest import PROMPT_TEXTS
-from tests.e2e.support import stream_tts
 from tests.server import RunningServer
 
 ZH = "你好，欢迎使用语音合成服务。"

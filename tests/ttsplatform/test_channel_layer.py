@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer
 
-from tests.services import RedisServer, start_redis
+from tests.services import RedisServer, private_redis
 from ttsplatform.channel_layer import FewerTripsRedisChannelLayer
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("layer-redis"))
-    yield server
-    server.stop()
+redis_server = private_redis("layer-redis")
 
 
 def _layers(server: RedisServer, **config: object) -> tuple[FewerTripsRedisChannelLayer, RedisChannelLayer]:

@@ -18,7 +18,6 @@ from core.errors import ApiError, PayloadTooLarge
 from synthesis.engines.base import MAX_FEATURE_BYTES, Features
 from synthesis.engines.kokoro.voice_pack import STYLE_SHAPE
 from synthesis.engines.registry import get_engine
-from voices.exceptions import ToneCacheError
 from voices.feature_store import sha256_hex
 from voices.tone_cache import FORMAT_NAME, FORMAT_VERSION, read_bundle
 

@@ -12,7 +12,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 
-from tests.services import RedisServer, start_redis
+from tests.services import private_redis
 from ttsplatform.channel_layer import FewerTripsRedisChannelLayer
 from workers.sink import ChannelLayerSink
 
@@ -20,11 +20,7 @@ CAPACITY = 5
 CHUNKS = 60
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("sink-redis"))
-    yield server
-    server.stop()
+redis_server = private_redis("sink-redis")
 
 
 @pytest.fixture
