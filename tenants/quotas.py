@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from core.errors import ApiError, PayloadTooLarge
+from core.lazy import process_wide
 from core.redis_clients import async_redis
 from tenants.models import Quota
 from voices.models import Tenant, Voice
@@ -115,14 +116,10 @@ class RedisCounters:
         return bool(await self._client().eval(_TAKE, 1, f"tts:quota:{window_key}", amount, limit, 2 * 86400))
 
 
-_counters: MemoryCounters | RedisCounters | None = None
-
-
+@process_wide
 def counters() -> MemoryCounters | RedisCounters:
-    global _counters
-    if _counters is None:
-        _counters = RedisCounters() if settings.DISTRIBUTED else MemoryCounters()
-    return _counters
+    """The process's counters (made once: two threads racing here used to make two)."""
+    return RedisCounters() if settings.DISTRIBUTED else MemoryCounters()
 
 
 # --- checks used by the entry points -------------------------------------------------

@@ -66,7 +66,8 @@ def _build(name: str) -> BoundedPool:
     if name == "stream":  # a thread per allowed stream, nothing waiting
         return BoundedPool(name, settings.TTS_MAX_STREAMS, settings.TTS_MAX_STREAMS)
     if name == "clone":
-        return BoundedPool(name, settings.TTS_CLONE_WORKERS, settings.TTS_CLONE_WORKERS + settings.TTS_CLONE_MAX_WAITING)
+        waiting = settings.TTS_CLONE_MAX_WAITING
+        return BoundedPool(name, settings.TTS_CLONE_WORKERS, settings.TTS_CLONE_WORKERS + waiting)
     if name == "io":
         return BoundedPool(name, 4, 64)
     raise ValueError(f"unknown pool {name!r}")

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import soxr
 
+from core.lazy import process_wide
+
 __all__ = [
     "SpeakerEncoder",
     "UnsafeCheckpointError",
@@ -593,18 +595,10 @@ class SpeakerEncoder:
         return self.embed_preprocessed(self.preprocess(audio, sample_rate))
 
 
-_encoder: SpeakerEncoder | None = None
-_encoder_lock = threading.Lock()
-
-
+@process_wide
 def get_speaker_encoder() -> SpeakerEncoder:
-    """The process-wide encoder, loaded on first use (thread-safe)."""
-    global _encoder
-    if _encoder is None:
-        with _encoder_lock:
-            if _encoder is None:
-                _encoder = SpeakerEncoder()
-    return _encoder
+    """The process-wide encoder, loaded on first use."""
+    return SpeakerEncoder()
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
