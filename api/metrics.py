@@ -34,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from core.errors import ApiError
 from core.redis_clients import async_redis
 from synthesis.engines import registry
-from workers import executors, keys
+from workers import executors, redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -287,16 +287,16 @@ async def _read_redis() -> tuple[dict[str, int], int, list[float]]:
     redis = async_redis()
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrangebyscore(keys.WORKERS, now, "+inf")
-        pipe.hgetall(keys.WORKER_ENGINE_LOAD)
-        pipe.llen(keys.stream_queue(settings.TTS_SYNTHESIS_QUEUE))
+        pipe.zrangebyscore(redis_keys.WORKERS, now, "+inf")
+        pipe.hgetall(redis_keys.WORKER_ENGINE_LOAD)
+        pipe.llen(redis_keys.stream_queue(settings.TTS_SYNTHESIS_QUEUE))
         live, published, streams_waiting = await pipe.execute()
     queues[settings.TTS_SYNTHESIS_QUEUE] = queues.get(settings.TTS_SYNTHESIS_QUEUE, 0) + streams_waiting
     live_names = set(live)
     loads = [float(value) for name, value in published.items() if name in live_names]
     stale = [name for name in published if name not in live_names]
     if stale:  # workers that died without unregistering
-        await redis.hdel(keys.WORKER_ENGINE_LOAD, *stale)
+        await redis.hdel(redis_keys.WORKER_ENGINE_LOAD, *stale)
     return queues, len(live_names), loads
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from workers.keys import REGISTRATION_TTL_S
+from workers.redis_keys import REGISTRATION_TTL_S
 
 REPO = Path(__file__).resolve().parent.parent
 ENGINE_DIR = Path(os.environ.get("TTS_TEST_ENGINE_DIR", REPO / "var" / "test-engine"))

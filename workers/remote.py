@@ -21,7 +21,7 @@ from core.errors import ApiError, NotReady
 from core.redis_clients import async_redis, sync_redis
 from synthesis.request import TtsRequest
 from voices.services import StoredBlob, delete_blobs
-from workers import keys, stream_queue
+from workers import redis_keys, stream_queue
 from workers.errors import ServerBusy, SynthesisFailed
 from workers.runner import VoiceRef, request_as_dict
 
@@ -100,10 +100,10 @@ class RemoteJob:
 
 
 async def _append(job_id: str, fields: dict[str, str]) -> None:
-    key = keys.text_stream(job_id)
+    key = redis_keys.text_stream(job_id)
     async with async_redis().pipeline(transaction=False) as pipe:
         pipe.xadd(key, fields)
-        pipe.expire(key, keys.LINGER_S)
+        pipe.expire(key, redis_keys.LINGER_S)
         await pipe.execute()
 
 
@@ -113,7 +113,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 
 
 async def live_workers() -> int:
-    return await async_redis().zcount(keys.WORKERS, time.time(), "+inf")
+    return await async_redis().zcount(redis_keys.WORKERS, time.time(), "+inf")
 
 
 async def start_remote_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_channel: str, text: str = "",
@@ -144,7 +144,7 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
 
     job_id = uuid.uuid4().hex
     try:
-        if sync_redis().zcount(keys.WORKERS, time.time(), "+inf") == 0:
+        if sync_redis().zcount(redis_keys.WORKERS, time.time(), "+inf") == 0:
             raise NotReady("no worker is running to clone voices; please retry shortly")
         app.send_task(
             "tts.clone",
@@ -157,7 +157,7 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
     except BaseException:
         delete_blobs(audio_blob.key)
         raise
-    reply = sync_redis().blpop([keys.clone_reply(job_id)], timeout=settings.TTS_CLONE_TIMEOUT)
+    reply = sync_redis().blpop([redis_keys.clone_reply(job_id)], timeout=settings.TTS_CLONE_TIMEOUT)
     if reply is None:
         raise ApiError(f"no clone worker answered within {settings.TTS_CLONE_TIMEOUT:g} s", status=504)
     result = json.loads(reply[1])

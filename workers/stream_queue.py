@@ -25,7 +25,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from core.redis_clients import async_redis
-from workers import keys
+from workers import redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ return redis.call('RPUSH', KEYS[2], ARGV[2])
 async def enqueue(queue: str, message: str) -> bool:
     """Queue a stream job; False (nothing queued) when no worker is registered."""
     script = async_redis().register_script(_ENQUEUE_IF_WORKERS)
-    return bool(await script(keys=[keys.WORKERS, keys.stream_queue(queue)], args=[time.time(), message]))
+    return bool(await script(keys=[redis_keys.WORKERS, redis_keys.stream_queue(queue)], args=[time.time(), message]))
 
 
 class StreamTaker:
@@ -75,7 +75,7 @@ class StreamTaker:
         self.taking = True
         self._task = asyncio.run_coroutine_threadsafe(self._take_forever(), self.loop)
         self._task.add_done_callback(_log_exit)
-        log.info("taking streams from %s, %d at a time", keys.stream_queue(self.queue), self.slots)
+        log.info("taking streams from %s, %d at a time", redis_keys.stream_queue(self.queue), self.slots)
 
     def stop_taking(self) -> None:
         """No new streams (shutdown); the running ones go on."""
@@ -90,7 +90,7 @@ class StreamTaker:
 
     async def _take_forever(self) -> None:
         free = asyncio.Semaphore(self.slots)
-        key = keys.stream_queue(self.queue)
+        key = redis_keys.stream_queue(self.queue)
         while self.taking:
             await free.acquire()
             message = None

@@ -21,7 +21,7 @@ from voices import refine as refinement
 from voices.cloning import clone_stored_prompt
 from voices.models import Tenant
 from voices.services import StoredBlob, delete_blobs
-from workers import keys
+from workers import redis_keys
 from workers.runner import VoiceRef, run_job
 from workers.sink import ChannelLayerSink
 from workers.worker_runtime import RunningJob, get_runtime
@@ -80,7 +80,7 @@ async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
     once, and ending on a marker instead of being cancelled keeps the connection
     (redis-py drops a connection whose blocking read is cancelled).
     """
-    key = keys.text_stream(job_id)
+    key = redis_keys.text_stream(job_id)
     last_id = "0-0"
     last_message = time.monotonic()
     failures = 0
@@ -105,7 +105,7 @@ async def pump_text(job_id: str, inbox: TextInbox, idle_limit_s: float) -> None:
         for _stream, entries in reply:
             for entry_id, fields in entries:
                 last_id = entry_id
-                if b"cancel" in fields or keys.END_FIELD in fields:
+                if b"cancel" in fields or redis_keys.END_FIELD in fields:
                     inbox.cancel()
                     return
                 inbox.put(fields.get(b"text", b"").decode("utf-8"), fields.get(b"done") == b"1")
@@ -137,7 +137,7 @@ def _clone(job_id: str, tenant_id: int, prompt_id: str, prompt_text: str, audio_
         except Exception as exc:
             log.exception("clone %s/%s failed", tenant_id, prompt_id)
             result = {"error": True, "status": 500, "message": f"clone failed: {exc.__class__.__name__}"}
-    reply = keys.clone_reply(job_id)
+    reply = redis_keys.clone_reply(job_id)
     with sync_redis().pipeline(transaction=False) as pipe:
         pipe.rpush(reply, json.dumps(result))
         pipe.expire(reply, 600)

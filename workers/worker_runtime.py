@@ -28,7 +28,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from core.redis_clients import async_redis
 from synthesis.engines import registry
 from synthesis.job import TextInbox
-from workers import events, keys
+from workers import events, redis_keys
 from workers.sink import ChannelLayerSink
 from workers.stream_queue import StreamTaker
 
@@ -102,23 +102,23 @@ class WorkerRuntime:
 
     async def _heartbeat(self) -> None:
         jobs = self.running()
-        expires = time.time() + keys.REGISTRATION_TTL_S
+        expires = time.time() + redis_keys.REGISTRATION_TTL_S
         redis = async_redis()
         async with redis.pipeline(transaction=False) as pipe:
             if self.drain_deadline is None:
-                pipe.zadd(keys.WORKERS, {self.name: expires})
+                pipe.zadd(redis_keys.WORKERS, {self.name: expires})
                 if engine_load_seconds is not None:  # with every heartbeat: survives a Redis restart
-                    pipe.hset(keys.WORKER_ENGINE_LOAD, self.name, f"{engine_load_seconds:.3f}")
+                    pipe.hset(redis_keys.WORKER_ENGINE_LOAD, self.name, f"{engine_load_seconds:.3f}")
             else:
-                pipe.zrem(keys.WORKERS, self.name)
-            pipe.zremrangebyscore(keys.WORKERS, "-inf", time.time())
+                pipe.zrem(redis_keys.WORKERS, self.name)
+            pipe.zremrangebyscore(redis_keys.WORKERS, "-inf", time.time())
             if jobs:
-                pipe.zadd(keys.ACTIVE_JOBS, {job.job_id: expires for job in jobs})
-            pipe.zremrangebyscore(keys.ACTIVE_JOBS, "-inf", time.time())
+                pipe.zadd(redis_keys.ACTIVE_JOBS, {job.job_id: expires for job in jobs})
+            pipe.zremrangebyscore(redis_keys.ACTIVE_JOBS, "-inf", time.time())
             await pipe.execute()
         ended = [job.job_id for job in jobs if job.job_id not in self.jobs]
         if ended:  # finished while the registration above was in flight: do not leave them listed
-            await redis.zrem(keys.ACTIVE_JOBS, *ended)
+            await redis.zrem(redis_keys.ACTIVE_JOBS, *ended)
         # A job quiet for half an interval gets a heartbeat: its consumer then hears from it at
         # least every 1.5 intervals (1.5 s), well inside TTS_JOB_HEARTBEAT_TIMEOUT (3 s) even
         # when this loop runs late on a busy machine.
@@ -165,20 +165,20 @@ class WorkerRuntime:
 
 async def _forget_job(job_id: str) -> None:
     """Unlist the job and end its text stream: the marker ends the pump's blocking read."""
-    stream = keys.text_stream(job_id)
+    stream = redis_keys.text_stream(job_id)
     redis = async_redis()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrem(keys.ACTIVE_JOBS, job_id)
-        pipe.xadd(stream, {keys.END_FIELD: b"1"})
-        pipe.expire(stream, keys.ENDED_LINGER_S)
+        pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
+        pipe.xadd(stream, {redis_keys.END_FIELD: b"1"})
+        pipe.expire(stream, redis_keys.ENDED_LINGER_S)
         await pipe.execute()
 
 
 async def _unregister_worker(name: str) -> None:
     redis = async_redis()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrem(keys.WORKERS, name)
-        pipe.hdel(keys.WORKER_ENGINE_LOAD, name)
+        pipe.zrem(redis_keys.WORKERS, name)
+        pipe.hdel(redis_keys.WORKER_ENGINE_LOAD, name)
         await pipe.execute()
 
 

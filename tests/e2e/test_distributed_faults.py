@@ -22,7 +22,7 @@ from tests.e2e.support import stream_tts
 from tests.s3server import S3Server
 from tests.server import RunningServer, start_server
 from tests.services import RedisServer, create_database, private_redis
-from workers import keys
+from workers import redis_keys
 
 LONG_ZH = "今天天气很好。" * 12
 PARAMS = {"prompt_id": "fault-voice", "audio_format": "pcm", "sample_rate": 16000}
@@ -139,12 +139,12 @@ def test_a_client_that_leaves_cancels_its_job_within_1_s(healthy: RunningServer,
     job_id = stream.first_audio()["id"]
     client = redis.Redis.from_url(fault_redis.url)
     deadline = time.monotonic() + 5
-    while client.zscore(keys.ACTIVE_JOBS, job_id) is None:  # registered by the next heartbeat
+    while client.zscore(redis_keys.ACTIVE_JOBS, job_id) is None:  # registered by the next heartbeat
         assert time.monotonic() < deadline, "job never registered as running"
         time.sleep(0.05)
     stream.ws.close()
     closed_at = time.monotonic()
-    while client.zscore(keys.ACTIVE_JOBS, job_id) is not None:
+    while client.zscore(redis_keys.ACTIVE_JOBS, job_id) is not None:
         assert time.monotonic() - closed_at < 1.0, "job still running 1 s after its client left"
         time.sleep(0.02)
     # The worker is free again: a new stream completes.
@@ -197,7 +197,7 @@ def test_a_stream_no_worker_takes_in_time_is_an_error_and_is_never_spoken_late(h
     """Only a clone worker runs: the stream waits in its queue, the client gets an error after
     TTS_JOB_START_TIMEOUT (5 s here), and a stream worker that starts later drops the stale job."""
     client = redis.Redis.from_url(fault_redis.url)
-    queue = keys.stream_queue("synthesis")
+    queue = redis_keys.stream_queue("synthesis")
     healthy.kill_workers()
     try:
         healthy.start_worker(queues="clone")
@@ -219,7 +219,7 @@ def test_a_stream_no_worker_takes_in_time_is_an_error_and_is_never_spoken_late(h
             assert time.monotonic() < deadline, "the stale job was never taken off its queue"
             time.sleep(0.05)
         time.sleep(1.5)  # a job that had started would be listed by the next heartbeat
-        assert client.zcard(keys.ACTIVE_JOBS) == 0
+        assert client.zcard(redis_keys.ACTIVE_JOBS) == 0
         _complete(stream_tts(healthy.ws, PARAMS, ["好的。"]))
     finally:
         healthy.kill_workers()
