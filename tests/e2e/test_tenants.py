@@ -55,30 +55,15 @@ def clone(server: RunningServer, key: str | None, prompt_id: str, wav: bytes, te
 
 
 def ws_stream(server: RunningServer, key: str | None, prompt_id: str, text: str = ZH, *, via_query: bool = False):
+    """One request on a new connection: its messages, and the close code if the server closed."""
     url = server.ws
     headers = {}
     if key and via_query:
         url += f"?api_key={key}"
     elif key:
         headers = {"Authorization": f"Bearer {key}"}
-    messages, code = [], None
     with connect(url, open_timeout=10, additional_headers=headers, max_size=None) as ws:
-        try:  # the server may already have refused the connection: its error frame is still there to read
-            ws.send(json.dumps({"req_params": {"prompt_id": prompt_id, "audio_format": "pcm", "sample_rate": 16000}}))
-            ws.send(json.dumps({"text": text, "done": True}, ensure_ascii=False))
-        except ConnectionClosed:
-            pass
-        try:
-            while True:
-                messages.append(json.loads(ws.recv(timeout=60)))
-                if messages[-1].get("is_end") or messages[-1].get("error"):
-                    break
-            ws.recv(timeout=0.5 if messages[-1].get("is_end") else 10)
-        except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
-        except TimeoutError:
-            pass
-    return messages, code
+        return _request_on(ws, prompt_id, text, linger_after_end=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +151,12 @@ def test_bad_revoked_and_expired_keys_are_refused(server: RunningServer, pair) -
     assert response.status_code == 401 and "expired" in response.json()["message"]
 
 
-def _request_on(ws, prompt_id: str, text: str = ZH) -> tuple[list[dict], int | None]:
+def _request_on(ws, prompt_id: str, text: str = ZH, *,
+                linger_after_end: float = 0.0) -> tuple[list[dict], int | None]:
     """One request on an open connection: its messages up to the end or error, and the
-    close code if the server closed."""
-    messages = []
-    try:  # a refused request may be closed before its text is sent: its error frame is still there to read
+    close code if the server closed (waiting ``linger_after_end`` s after an end to see one)."""
+    messages: list[dict] = []
+    try:  # the server may refuse before the text is sent: its error frame is still there to read
         ws.send(json.dumps({"req_params": {"prompt_id": prompt_id, "audio_format": "pcm", "sample_rate": 16000}}))
         ws.send(json.dumps({"text": text, "done": True}, ensure_ascii=False))
     except ConnectionClosed:
@@ -180,8 +166,12 @@ def _request_on(ws, prompt_id: str, text: str = ZH) -> tuple[list[dict], int | N
             messages.append(json.loads(ws.recv(timeout=60)))
         if messages[-1].get("error"):
             ws.recv(timeout=10)
+        elif linger_after_end:
+            ws.recv(timeout=linger_after_end)
     except ConnectionClosed as exc:
         return messages, exc.rcvd.code if exc.rcvd else None
+    except TimeoutError:
+        pass
     return messages, None
 
 
