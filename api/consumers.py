@@ -27,15 +27,14 @@ from tenants import quotas, usage
 from tenants.auth import Caller, caller_for_scope
 from tenants.models import Quota, Scope
 from voices import services
-from voices.exceptions import UnknownVoice
-from workers import events
+from voices.errors import UnknownVoice
+from workers import backend, events
 from workers.dispatch import Job, start_job
 from workers.errors import SynthesisFailed
 from workers.runner import VoiceRef
 
 log = logging.getLogger(__name__)
 
-LIVENESS_TICK_S = 0.5
 LEASE_REFRESH_S = 10.0
 
 
@@ -93,8 +92,9 @@ class TtsConsumer(AsyncWebsocketConsumer):
                     await self._fail(SynthesisFailed(problem))
                     return
             await self._refresh_lease()
-            # Remote jobs can vanish with their worker: look twice a second (a job may start any time).
-            await asyncio.sleep(LIVENESS_TICK_S if settings.DISTRIBUTED else max(0.5, limit - idle))
+            # Remote jobs can vanish with their worker: look often (a job may start any time).
+            tick = backend.current().liveness_tick_s
+            await asyncio.sleep(tick if tick is not None else max(0.5, limit - idle))
 
     # --- client -> server ------------------------------------------------------------
 

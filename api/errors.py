@@ -1,6 +1,6 @@
-"""Errors of the /tts entry point (the protocol, the voice lookup, an idle client). Each
-ends a WebSocket request with close code 4000 + its status (see ``ApiError.close_code``);
-their class names are the ``type`` label of ``tts_errors_total``."""
+"""Errors of the entry points: /tts (the protocol, the voice lookup, an idle client) and the
+admin's previews. On /tts each ends the request with close code 4000 + its status (see
+``ApiError.close_code``); their class names are the ``type`` label of ``tts_errors_total``."""
 from __future__ import annotations
 
 from core.errors import ApiError
@@ -18,3 +18,7 @@ class VoiceNotFound(ApiError):
 
 class IdleTimeout(ApiError):
     status = 408
+
+
+class PreviewTimeout(ApiError):
+    status = 504

@@ -12,7 +12,6 @@ No prompt ids, tenants or request ids ever become labels.
 """
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
@@ -32,9 +31,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from core.errors import ApiError
-from core.redis_clients import async_redis
-from synthesis.engines import registry
-from workers import executors, redis_keys
+from workers import backend, executors
 
 log = logging.getLogger(__name__)
 
@@ -230,81 +227,22 @@ async def timed_clone(work: Awaitable[bool]) -> bool:
 # --- scrape-time gauges ------------------------------------------------------------------
 
 
-def _local_gauges() -> None:
+async def _refresh_gauges() -> None:
     for name, (waiting, busy) in executors.pool_stats().items():
         POOL_QUEUE.labels(pool=name).set(waiting)
         POOL_BUSY.labels(pool=name).set(busy)
-    if not settings.DISTRIBUTED:
-        ENGINE_LOAD.clear()
-        seconds = _local_engine_load_seconds()
-        if seconds is not None:
-            ENGINE_LOAD.labels(stat="min").set(seconds)
-            ENGINE_LOAD.labels(stat="max").set(seconds)
-
-
-def _local_engine_load_seconds() -> float | None:
-    engine = getattr(registry, "_engine", None)  # never build or load an engine for a scrape
-    if engine is None or not getattr(engine, "loaded", False):
-        return None
-    seconds = getattr(engine, "load_seconds", None)
-    if seconds is None:
-        timings = getattr(engine, "load_timings", None) or {}
-        seconds = sum(timings.values()) if timings else None
-    return None if seconds is None else float(seconds)
-
-
-async def _distributed_gauges() -> None:
-    """Celery queue lengths, live workers and their engine load times, from Redis."""
-    try:
-        queues, workers, loads = await asyncio.wait_for(_read_redis(), REDIS_SCRAPE_TIMEOUT_S)
-    except Exception as exc:  # Redis down or slow: answer with what this process knows
-        log.warning("metrics: Redis did not answer in time (%s)", exc.__class__.__name__)
-        REDIS_GAUGES.snapshot = (False, {}, 0)
-        ENGINE_LOAD.clear()
-        return
-    REDIS_GAUGES.snapshot = (True, queues, workers)
+    gauges = await backend.current().gauges(REDIS_SCRAPE_TIMEOUT_S)
+    if gauges.redis_up is not None:
+        REDIS_GAUGES.snapshot = (gauges.redis_up, gauges.queues, gauges.live_workers)
     ENGINE_LOAD.clear()
-    if loads:
-        ENGINE_LOAD.labels(stat="min").set(min(loads))
-        ENGINE_LOAD.labels(stat="max").set(max(loads))
-
-
-#: Celery's Redis transport keeps a queue's prioritised messages in lists named queue + sep + step.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-
-
-async def _read_redis() -> tuple[dict[str, int], int, list[float]]:
-    queues: dict[str, int] = {}
-    if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
-        names = list(dict.fromkeys([settings.TTS_SYNTHESIS_QUEUE, settings.TTS_CLONE_QUEUE_NAME]))
-        async with async_redis(settings.CELERY_BROKER_URL).pipeline(transaction=False) as pipe:
-            for name in names:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(name + suffix)
-            lengths = await pipe.execute()
-        step = len(_PRIORITY_SUFFIXES)
-        queues = {name: sum(lengths[i * step:(i + 1) * step]) for i, name in enumerate(names)}
-    redis = async_redis()
-    now = time.time()
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrangebyscore(redis_keys.WORKERS, now, "+inf")
-        pipe.hgetall(redis_keys.WORKER_ENGINE_LOAD)
-        pipe.llen(redis_keys.stream_queue(settings.TTS_SYNTHESIS_QUEUE))
-        live, published, streams_waiting = await pipe.execute()
-    queues[settings.TTS_SYNTHESIS_QUEUE] = queues.get(settings.TTS_SYNTHESIS_QUEUE, 0) + streams_waiting
-    live_names = set(live)
-    loads = [float(value) for name, value in published.items() if name in live_names]
-    stale = [name for name in published if name not in live_names]
-    if stale:  # workers that died without unregistering
-        await redis.hdel(redis_keys.WORKER_ENGINE_LOAD, *stale)
-    return queues, len(live_names), loads
+    if gauges.engine_load_seconds:
+        ENGINE_LOAD.labels(stat="min").set(min(gauges.engine_load_seconds))
+        ENGINE_LOAD.labels(stat="max").set(max(gauges.engine_load_seconds))
 
 
 async def render() -> bytes:
     """The exposition text, with the scrape-time gauges brought up to date."""
-    _local_gauges()
-    if settings.DISTRIBUTED:
-        await _distributed_gauges()
+    await _refresh_gauges()
     return generate_latest(REGISTRY)
 
 

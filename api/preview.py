@@ -16,10 +16,10 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from core.errors import ApiError
+from api.errors import PreviewTimeout
 from synthesis.encoding import wav_header
 from synthesis.request import TtsRequest
-from voices.exceptions import InvalidRequest
+from voices.errors import InvalidRequest
 from voices.models import Voice
 from workers import events
 from workers.dispatch import start_job
@@ -30,10 +30,6 @@ from workers.runner import VoiceRef
 MAX_PREVIEW_CHARS = 300
 #: how often a waiting preview asks the job whether its worker is still alive
 LIVENESS_TICK_S = 0.5
-
-
-class PreviewTimeout(ApiError):
-    status = 504
 
 
 def pcm_to_wav(pcm: bytes, sample_rate: int) -> bytes:

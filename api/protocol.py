@@ -7,7 +7,7 @@ from api.errors import ProtocolError
 from core.json_text import loads_text
 from synthesis.encoding import FORMATS, MODES
 from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE, TtsRequest
-from voices.exceptions import InvalidRequest
+from voices.errors import InvalidRequest
 from voices.validation import check_prompt_id
 
 #: What a client may ask for is exactly what the encoders can make (one table, in encoding.py).

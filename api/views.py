@@ -15,7 +15,7 @@ from tenants.auth import Caller, caller_for_request
 from tenants.models import AuditEvent, SavedBundle, Scope
 from voices import services, tone_cache, validation
 from voices.cloning import clone_voice
-from voices.exceptions import InvalidRequest
+from voices.errors import InvalidRequest
 from workers.executors import run_in_pool
 
 

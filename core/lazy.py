@@ -1,4 +1,4 @@
-"""One object per process, made on first use: engines' encoders, counters, runtimes."""
+"""One object per process, made on first use: engines' encoders, counters, queues, runtimes."""
 from __future__ import annotations
 
 import functools

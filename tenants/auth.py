@@ -18,7 +18,8 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from core.errors import ApiError, Forbidden, Unauthorized
-from tenants.keys import InvalidKey, verify_key
+from tenants.errors import InvalidKey
+from tenants.keys import verify_key
 from tenants.models import ALL_SCOPES
 from voices.models import Tenant
 from voices.tenancy import default_tenant

@@ -14,14 +14,11 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from tenants.errors import InvalidKey
 from tenants.models import ALL_SCOPES, ApiKey
 from voices.models import Tenant
 
 _KEY_RE = re.compile(r"^tts_([a-z0-9]{8,16})_([A-Za-z0-9_-]{20,100})$")
-
-
-class InvalidKey(Exception):
-    """The key is malformed, unknown, revoked or expired (the message says which)."""
 
 
 def _digest(key: str) -> str:

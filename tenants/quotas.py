@@ -16,20 +16,16 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.db import transaction
 
-from core.errors import ApiError, PayloadTooLarge
-from core.lazy import process_wide
+from core.errors import PayloadTooLarge
+from core.hooks import Hook
 from core.redis_clients import async_redis
+from tenants.errors import QuotaExceeded
 from tenants.models import Quota
 from voices.models import Tenant, Voice
 
 LEASE_TTL_S = 30.0
-
-
-class QuotaExceeded(ApiError):
-    status = 429
 
 
 def _day() -> str:
@@ -116,10 +112,9 @@ class RedisCounters:
         return bool(await self._client().eval(_TAKE, 1, f"tts:quota:{window_key}", amount, limit, 2 * 86400))
 
 
-@process_wide
-def counters() -> MemoryCounters | RedisCounters:
-    """The process's counters (made once: two threads racing here used to make two)."""
-    return RedisCounters() if settings.DISTRIBUTED else MemoryCounters()
+#: The process's counters: in memory (embedded) or in Redis (distributed), as the mode's
+#: backend says (workers/backend.py installs it).
+counters: Hook[MemoryCounters | RedisCounters] = Hook("tenants.quotas.counters")
 
 
 # --- checks used by the entry points -------------------------------------------------

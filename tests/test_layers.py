@@ -22,3 +22,27 @@ def test_layer_contract_is_kept() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+PACKAGES = ("core", "synthesis", "voices", "tenants", "workers", "api", "ttsplatform")
+
+
+def test_the_mode_is_chosen_in_one_place() -> None:
+    """Only workers/backend.py asks which mode runs (settings.py defines it)."""
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if "settings.DISTRIBUTED" in path.read_text(encoding="utf-8")
+    )
+    assert readers == ["workers/backend.py"]
+
+
+def test_the_backend_follows_the_setting(settings) -> None:
+    from workers import backend
+
+    settings.DISTRIBUTED = False
+    assert backend.current().name == "embedded"
+    settings.DISTRIBUTED = True
+    assert backend.current().name == "distributed"
+    assert backend.current().quota_counters() is backend.current().quota_counters()

@@ -9,7 +9,6 @@ non-UTF-8 messages answered with a JSON error, API keys redacted): ttsplatform/d
 from __future__ import annotations
 
 import os
-import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ttsplatform.settings")
 
@@ -21,10 +20,9 @@ django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from synthesis.engines.registry import start_loading  # noqa: E402
 from ttsplatform import daphne_hooks  # noqa: E402
 from ttsplatform.routing import websocket_urlpatterns  # noqa: E402
-from voices.refine import recover_after_restart  # noqa: E402
+from workers import backend  # noqa: E402
 
 daphne_hooks.install()  # before Daphne builds its server, which it does after importing this module
 
@@ -35,10 +33,4 @@ application = ProtocolTypeRouter(
     }
 )
 
-from django.conf import settings  # noqa: E402
-
-if settings.TTS_PRELOAD_ENGINE and not settings.DISTRIBUTED:  # workers hold the engine in distributed mode
-    start_loading()
-
-if not settings.DISTRIBUTED:  # one process: any voice still "refining" lost its refinement with the last one
-    threading.Thread(target=recover_after_restart, name="refine-recovery", daemon=True).start()
+backend.current().on_web_start()  # embedded: start loading the engine, recover refinements

@@ -11,31 +11,22 @@ from __future__ import annotations
 import logging
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
 
 from api import metrics
 from api.http import json_endpoint, json_response
 from core.errors import Unauthorized
-from synthesis.engines.registry import engine_status
 from voices.models import Tenant, Voice
-from workers.remote import live_workers, slots
+from workers import backend
 
 log = logging.getLogger(__name__)
 
 
 @json_endpoint("GET")
 async def health(request: HttpRequest) -> HttpResponse:
-    if settings.DISTRIBUTED:
-        body = await _distributed_status()
-        ready = bool(body["workers"])
-    else:
-        status = engine_status()
-        ready = bool(status["loaded"] and status["warm"])
-        body = {"mode": "embedded", **status}
+    ready, body = await backend.current().health()
     body["database"] = await sync_to_async(_database_answers)()
     ready = ready and body["database"]
     response = json_response({"status": "ok" if ready else "starting", **body}, status=200 if ready else 503)
@@ -52,15 +43,6 @@ def _database_answers() -> bool:
         log.error("health: the database does not answer: %s", exc)
         return False
     return True
-
-
-async def _distributed_status() -> dict[str, object]:
-    try:
-        workers: int | None = await live_workers()
-        redis_ok = True
-    except RedisError:
-        workers, redis_ok = 0, False
-    return {"mode": "distributed", "redis": redis_ok, "workers": workers, "streams": slots.in_use}
 
 
 @json_endpoint("GET")

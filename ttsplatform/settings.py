@@ -30,7 +30,7 @@ INSTALLED_APPS = [
     "voices",
     "synthesis",
     "tenants",
-    "workers",  # no models: its ready() gives voices the distributed dispatch (workers/apps.py)
+    "workers",  # no models: its ready() hands the mode's backend to voices and tenants (workers/apps.py)
     "api",  # no models: listed so that the admin's autodiscovery finds api/admin/
 ]
 

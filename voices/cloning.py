@@ -12,10 +12,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from synthesis.engines.registry import get_loaded_engine, get_ready_engine
+from synthesis.engines.registry import get_loaded_engine
 from synthesis.text.segmenter import units
-from voices import refine, remote, services
-from voices.exceptions import InvalidRequest
+from voices import refine, services
+from voices.errors import InvalidRequest
+from voices.job_backend import job_backend
 from voices.models import Tenant
 from voices.prompt_audio import PromptAudio, PromptLimits, PromptSourcePolicy, decode_audio_bytes, read_prompt_audio
 
@@ -51,16 +52,14 @@ def clone_voice(tenant: Tenant, prompt_id: str, source: str, prompt_text: str, r
 
     ``path_roots``: where a local ``source`` path may lie (the caller's area; None: anywhere
     but the server's own data)."""
-    if not settings.DISTRIBUTED:  # NotReady at once while the engine loads (a worker's is loaded before it registers)
-        get_ready_engine()
+    backend = job_backend()
+    backend.check_can_clone()
     audio = read_prompt_audio(
         source, policy=source_policy(path_roots), limits=prompt_limits(), raw_sample_rate=raw_sample_rate or 16000
     )
     check_transcript_fits(prompt_text, audio.duration)
     audio_blob = services.store_blob(tenant, audio.raw, "audio")
-    if settings.DISTRIBUTED:
-        return remote.clone_on_worker(tenant.id, prompt_id, prompt_text, audio_blob, audio.sample_rate, note)
-    return register_clone(tenant, prompt_id, prompt_text, audio, audio_blob, note)
+    return backend.clone(tenant, prompt_id, prompt_text, audio, audio_blob, note)
 
 
 def clone_stored_prompt(tenant: Tenant, prompt_id: str, prompt_text: str, audio_blob: services.StoredBlob,

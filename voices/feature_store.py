@@ -15,7 +15,7 @@ from typing import Protocol
 from core.atomic_files import atomic_write
 from core.errors import ApiError
 from voices import s3
-from voices.exceptions import CorruptData
+from voices.errors import CorruptData, MissingObject
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/[0-9a-f]{32}\.[a-z0-9]{1,16}$")
 
@@ -79,7 +79,7 @@ class S3FeatureStore:
     def get(self, key: str, sha256: str) -> bytes:
         try:
             data = s3.get_bytes(self.client, self._location(key))
-        except s3.MissingObject:
+        except MissingObject:
             raise CorruptData(f"stored data {key} is missing") from None
         return _check_sha256(key, data, sha256)
 

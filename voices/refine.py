@@ -20,7 +20,6 @@ mode, at every refine task for voices refining for longer than a task can live.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -32,8 +31,9 @@ from django.utils import timezone
 
 from synthesis.engines import registry
 from synthesis.engines.base import Features, can_refine
-from voices import remote, services
+from voices import services
 from voices.feature_cache import get_feature_cache
+from voices.job_backend import job_backend
 from voices.models import Voice
 from voices.prompt_audio import decode_audio_bytes
 
@@ -67,59 +67,12 @@ def schedule(voice_id: int, features_key: str, features_sha256: str) -> None:
     If it cannot be queued, the voice keeps its quick features and becomes ready.
     """
     try:
-        if settings.DISTRIBUTED:
-            remote.send_refine(voice_id, features_key, features_sha256)
-            return
-        if _embedded_queue().submit(voice_id, features_key, features_sha256):
+        if job_backend().queue_refine(voice_id, features_key, features_sha256):
             return
         log.info("refine queue full: voice %s keeps its quick features", voice_id)
     except Exception as exc:  # noqa: BLE001 - broker or store away: the voice must not stay refining
         log.warning("could not queue refinement of voice %s: %s", voice_id, exc)
     mark_ready(voice_id, features_sha256)
-
-
-class RefineQueue:
-    """One daemon thread and a bounded queue (embedded mode).
-
-    A daemon thread, so stopping the server never waits for a search; the voice it was
-    refining is marked ready at the next start (``recover_after_restart``).
-    """
-
-    def __init__(self, max_pending: int) -> None:
-        self._slots = threading.BoundedSemaphore(max_pending + 1)  # + the one running
-        self._jobs: queue.SimpleQueue[tuple[int, str, str]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="tts-refine", daemon=True)
-        self._thread.start()
-
-    def submit(self, voice_id: int, features_key: str, features_sha256: str) -> bool:
-        if not self._slots.acquire(blocking=False):
-            return False
-        self._jobs.put((voice_id, features_key, features_sha256))
-        return True
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            close_old_connections()
-            try:
-                refine_voice(*job)
-            except Exception:
-                log.exception("refinement of voice %s crashed", job[0])
-            finally:
-                close_old_connections()
-                self._slots.release()
-
-
-_queue: RefineQueue | None = None
-_queue_lock = threading.Lock()
-
-
-def _embedded_queue() -> RefineQueue:
-    global _queue
-    with _queue_lock:
-        if _queue is None:
-            _queue = RefineQueue(settings.TTS_REFINE_QUEUE)
-        return _queue
 
 
 # ---------------------------------------------------------------------- the work
@@ -161,7 +114,7 @@ def _still_wanted(voice_id: int, features_sha256: str) -> Callable[[], bool]:
     last = [time.monotonic(), False]
 
     def should_stop() -> bool:
-        if _worker_draining():
+        if job_backend().draining():  # a worker got SIGTERM: end the search early (its best so far is kept)
             return True
         if not last[1] and time.monotonic() - last[0] >= _STILL_WANTED_EVERY_S:
             last[0] = time.monotonic()
@@ -169,11 +122,6 @@ def _still_wanted(voice_id: int, features_sha256: str) -> Callable[[], bool]:
         return bool(last[1])
 
     return should_stop
-
-
-def _worker_draining() -> bool:
-    """A distributed worker got SIGTERM: end the search early (its best so far is kept)."""
-    return settings.DISTRIBUTED and remote.worker_draining()
 
 
 def swap(voice: Voice, refined: Features) -> bool:

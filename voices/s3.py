@@ -29,7 +29,7 @@ from botocore.exceptions import (
 )
 
 from core.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
-from voices.exceptions import InvalidRequest
+from voices.errors import InvalidRequest, MissingObject, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,6 @@ _FORBIDDEN_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _CONNECTION_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 _RETRIES = 3  # attempts in all, the first included
-
-
-class StorageUnavailable(ApiError):
-    """The S3 endpoint could not be reached or failed: the server's upstream, hence 502."""
-
-    status = 502
-
-
-class MissingObject(NotFound):
-    """The bucket exists but the key does not (S3's NoSuchKey)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from core.errors import ApiError
 from synthesis.engines.base import Features
 from tenants import quotas
-from voices.exceptions import UnknownVoice
+from voices.errors import UnknownVoice
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.models import Tenant, Voice

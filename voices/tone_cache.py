@@ -44,7 +44,7 @@ from synthesis.engines.base import MAX_FEATURE_BYTES, Engine, Features, check_fi
 from synthesis.engines.registry import get_engine
 from tenants import quotas
 from voices import s3, services
-from voices.exceptions import InvalidRequest, ToneCacheError
+from voices.errors import InvalidRequest, ToneCacheError
 from voices.feature_cache import get_feature_cache
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.models import Tenant, Voice

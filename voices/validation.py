@@ -5,7 +5,7 @@ import unicodedata
 from typing import Any
 
 from core.json_text import loads_text
-from voices.exceptions import InvalidRequest
+from voices.errors import InvalidRequest
 
 MAX_PROMPT_ID_CHARS = 128
 MAX_PROMPT_TEXT_CHARS = 1000

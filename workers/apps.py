@@ -1,10 +1,8 @@
 from django.apps import AppConfig
 
-from voices import remote as voices_remote
-
 
 class WorkersConfig(AppConfig):
-    """Hands distributed mode's clone and refinement dispatch to voices, which sits below workers.
+    """Hands the mode's backend (workers/backend.py) to voices and tenants, which sit below workers.
 
     An app (no models) so that this runs once in every process that sets Django up: web
     processes, and Celery workers (Celery's Django fixup calls ``django.setup()``).
@@ -14,8 +12,10 @@ class WorkersConfig(AppConfig):
     verbose_name = "Job runners"
 
     def ready(self) -> None:
-        # Here, not at module top: workers.remote imports models, which exist only once the registry is ready.
-        from workers import remote
+        # Here, not at module top: these import models, which exist only once the registry is ready.
+        from tenants import quotas
+        from voices import job_backend
+        from workers.backend import current
 
-        voices_remote.install(clone_on_worker=remote.clone_on_worker, send_refine=remote.send_refine,
-                              worker_draining=remote.worker_draining)
+        job_backend.job_backend.install(current)
+        quotas.counters.install(lambda: current().quota_counters())

@@ -1,11 +1,10 @@
-"""Start a synthesis job in the configured mode; consumers see one job interface."""
+"""Start a synthesis job in the configured mode (workers/backend.py); consumers see one job interface."""
 from __future__ import annotations
 
 from typing import Protocol
 
-from django.conf import settings
-
 from synthesis.request import TtsRequest
+from workers.backend import current
 from workers.runner import VoiceRef
 
 
@@ -25,10 +24,4 @@ async def start_job(job_id: str, request: TtsRequest, voice: VoiceRef, reply_cha
     """``text``/``done``: the request's first text, when the client sent it with the request
     (a job that starts with its text speaks at once: in distributed mode it saves the job a
     round trip to Redis and the wait for its text stream)."""
-    if settings.DISTRIBUTED:
-        from workers.remote import start_remote_job
-
-        return await start_remote_job(job_id, request, voice, reply_channel, text, done)
-    from workers.embedded import start_embedded_job
-
-    return start_embedded_job(job_id, request, voice, reply_channel, text, done)
+    return await current().start_job(job_id, request, voice, reply_channel, text, done)

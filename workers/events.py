@@ -6,6 +6,9 @@ calls the consumer's method named after the type (``tts.chunk`` -> ``tts_chunk``
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
 from workers.errors import SynthesisFailed
 
 #: the job has begun (its consumer's liveness clock starts)
@@ -18,6 +21,47 @@ CHUNK = "tts.chunk"
 END = "tts.end"
 #: the job failed: ``message`` says why, for the client
 ERROR = "tts.error"
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of job ``job``; :meth:`as_message` is what goes over the channel layer."""
+
+    type: ClassVar[str]
+    job: str
+
+    def as_message(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Started(JobEvent):
+    type: ClassVar[str] = STARTED
+
+
+@dataclass(frozen=True)
+class Alive(JobEvent):
+    type: ClassVar[str] = ALIVE
+
+
+@dataclass(frozen=True)
+class Chunk(JobEvent):
+    type: ClassVar[str] = CHUNK
+    index: int
+    data: str  # base64 of the encoded audio
+    seconds: float  # audio spoken so far in this job (for metering)
+
+
+@dataclass(frozen=True)
+class End(JobEvent):
+    type: ClassVar[str] = END
+    count: int
+
+
+@dataclass(frozen=True)
+class Error(JobEvent):
+    type: ClassVar[str] = ERROR
+    message: str  # why, for the client
 
 
 class ChunkSequence:

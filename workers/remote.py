@@ -167,7 +167,7 @@ def clone_on_worker(tenant_id: int, prompt_id: str, prompt_text: str, audio_blob
 
 
 def send_refine(voice_id: int, features_key: str, features_sha256: str) -> None:
-    """Queue a ``tts.refine`` task on the clone queue (voices.refine calls it through voices.remote)."""
+    """Queue a ``tts.refine`` task on the clone queue (voices.refine calls it through the backend)."""
     from workers.celery_app import app
 
     app.send_task(

@@ -47,12 +47,11 @@ class ChannelLayerSink:
         self._order: asyncio.Lock | None = None  # created and used on the loop only
         self._failure: BaseException | None = None  # set on the loop: later events are not sent
 
-    def _send(self, event: dict[str, Any], wait: bool = False) -> None:
+    def _send(self, event: events.JobEvent, wait: bool = False) -> None:
         """Hand ``event`` to the loop; ``wait``: return only once everything is delivered.
         Raises the failure of an earlier delivery (ChannelFull: the client stopped reading)."""
-        event["job"] = self.job_id
         self._settle(MAX_IN_FLIGHT - 1)
-        self._in_flight.append(asyncio.run_coroutine_threadsafe(self._deliver(event), self.loop))
+        self._in_flight.append(asyncio.run_coroutine_threadsafe(self._deliver(event.as_message()), self.loop))
         self._settle(0 if wait else MAX_IN_FLIGHT)
 
     def _settle(self, keep: int) -> None:
@@ -83,14 +82,14 @@ class ChannelLayerSink:
 
     def started(self) -> None:
         """A worker has the job: marks it alive for the consumer (not waited for)."""
-        self._send({"type": events.STARTED})
+        self._send(events.Started(self.job_id))
 
     def chunk(self, index: int, data_b64: str, seconds: float = 0.0) -> None:
         """``seconds``: audio spoken so far in this job (for metering)."""
-        self._send({"type": events.CHUNK, "index": index, "data": data_b64, "seconds": round(seconds, 3)})
+        self._send(events.Chunk(self.job_id, index, data_b64, round(seconds, 3)))
 
     def end(self, count: int) -> None:
-        self._send({"type": events.END, "count": count}, wait=True)
+        self._send(events.End(self.job_id, count), wait=True)
 
     def error(self, message: str) -> None:
-        self._send({"type": events.ERROR, "message": message}, wait=True)
+        self._send(events.Error(self.job_id, message), wait=True)

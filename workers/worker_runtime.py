@@ -127,7 +127,7 @@ class WorkerRuntime:
             if job.sink.last_sent > quiet_since:
                 continue  # it just sent audio (or started): that told its consumer it is alive
             try:
-                await self.layer.send(job.sink.channel, {"type": events.ALIVE, "job": job.job_id})
+                await self.layer.send(job.sink.channel, events.Alive(job.job_id).as_message())
             except ChannelFull:
                 pass  # the channel is full of this job's audio: the consumer knows it is alive
         if self.drain_deadline is not None and time.monotonic() > self.drain_deadline:
@@ -140,10 +140,9 @@ class WorkerRuntime:
             job.inbox.cancel()
             log.warning("job %s did not finish before shutdown; ending it", job.job_id)
             try:
-                await self.layer.send(job.sink.channel, {
-                    "type": events.ERROR, "job": job.job_id,
-                    "message": "the synthesis worker shut down before this stream finished; please retry",
-                })
+                await self.layer.send(job.sink.channel, events.Error(
+                    job.job_id, "the synthesis worker shut down before this stream finished; please retry",
+                ).as_message())
             except Exception as exc:
                 log.warning("could not tell job %s's client: %s", job.job_id, exc)
 

@@ -30,7 +30,7 @@ from tenants import audit, quotas, usage
 from tenants.models import AuditEvent
 from voices import services
 from voices.cloning import clone_voice
-from voices.exceptions import UnknownVoice
+from voices.errors import UnknownVoice
 from voices.models import Tenant, Voice
 from voices.tenancy import default_tenant
 from voices.validation import MAX_PROMPT_TEXT_CHARS, check_prompt_id

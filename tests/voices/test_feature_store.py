@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synthesis.engines.base import Features
-from voices.exceptions import CorruptData
+from voices.errors import CorruptData
 from voices.feature_cache import FeatureCache
 from voices.feature_store import LocalFeatureStore, sha256_hex
 

@@ -15,6 +15,7 @@ from tests.e2e.support import wav_bytes
 from voices import refine, services
 from voices.feature_store import get_feature_store
 from voices.models import Tenant, Voice
+from workers import backend, refine_queue
 
 
 class FakeEngine:
@@ -135,8 +136,9 @@ def test_failures_leave_the_quick_features_ready(store: Path, monkeypatch, engin
 def test_a_full_queue_leaves_the_voice_ready_at_once(store: Path, monkeypatch) -> None:
     release = threading.Event()
     monkeypatch.setattr(refine, "refine_voice", lambda *args: release.wait(10))
-    monkeypatch.setattr(refine, "close_old_connections", lambda: None)
-    monkeypatch.setattr(refine, "_queue", refine.RefineQueue(max_pending=0))  # the running one only
+    monkeypatch.setattr(refine_queue, "close_old_connections", lambda: None)
+    one_running = refine_queue.RefineQueue(max_pending=0)  # the running one only
+    monkeypatch.setattr(backend, "_refine_queue", lambda: one_running)
     first, second = refining_voice("a"), refining_voice("b")
     try:
         refine.schedule(first.pk, first.features_key, first.features_sha256)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from tests.s3server import REGION, S3Server
 from core.errors import ApiError
+from tests.s3server import REGION, S3Server
 from voices import s3
-from voices.exceptions import CorruptData
+from voices.errors import CorruptData, MissingObject
 from voices.feature_store import LocalFeatureStore, S3FeatureStore, get_feature_store, sha256_hex
 
 KEY = "default/" + "a" * 32 + ".npz"
@@ -153,7 +153,7 @@ def test_get_bytes_refuses_an_object_over_the_cap(s3_server: S3Server, bucket: s
 
 
 def test_missing_key_is_404(s3_server: S3Server, bucket: str) -> None:
-    with pytest.raises(s3.MissingObject) as info:
+    with pytest.raises(MissingObject) as info:
         s3.get_bytes(s3_server.client(), s3.S3Location(bucket, "nothing/here"))
     assert _status(info) == 404 and f"s3://{bucket}/nothing/here" in info.value.message
 

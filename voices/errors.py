@@ -1,4 +1,4 @@
-"""Domain errors of the voices app (each carries its HTTP status)."""
+"""Errors of the voices app, tone caches and storage included (each carries its HTTP status)."""
 from __future__ import annotations
 
 from core.errors import ApiError, NotFound
@@ -21,3 +21,13 @@ class CorruptData(ApiError):
 
 class ToneCacheError(ApiError):
     status = 400
+
+
+class StorageUnavailable(ApiError):
+    """The S3 endpoint could not be reached or failed: the server's upstream, hence 502."""
+
+    status = 502
+
+
+class MissingObject(NotFound):
+    """The bucket exists but the key does not (S3's NoSuchKey)."""
