@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from synthesis.text.cleanup import clean_text
@@ -79,8 +80,9 @@ _YEAR_SO_FAR = re.compile(r" ?\d{0,4}")
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    #: the first clause may end at a soft break once it has this many units
-    first_min_chars: int = 6
+    #: the first clause may end at a soft break once it has this many units: at once, so an
+    #: opening "Hello," / "Sure," / "你好，" is spoken while the rest of the sentence arrives
+    first_min_chars: float = 0.5
     #: later clauses end at soft breaks only once this long
     min_chars: int = 20
     #: hard cap for the first clause, which keeps the time to first audio low
@@ -89,8 +91,8 @@ class SegmenterConfig:
     max_chars: int = 100
 
     def __post_init__(self) -> None:
-        if not 1 <= self.first_min_chars <= self.first_max_chars <= self.max_chars:
-            raise ValueError("need 1 <= first_min_chars <= first_max_chars <= max_chars")
+        if not 0 < self.first_min_chars <= self.first_max_chars <= self.max_chars:
+            raise ValueError("need 0 < first_min_chars <= first_max_chars <= max_chars")
         if not 1 <= self.min_chars <= self.max_chars:
             raise ValueError("need 1 <= min_chars <= max_chars")
         if self.first_max_chars < 2:
@@ -159,9 +161,16 @@ def _is_unit_letter(buf: str, i: int) -> bool:
 _WAIT = -1
 
 
+#: the least a budget lowers a later clause's cap to (units): about one short word
+MIN_BUDGET = 2.0
+
+
 class ClauseSegmenter:
     def __init__(self, config: SegmenterConfig | None = None) -> None:
         self.config = config or SegmenterConfig()
+        #: units the next later clause may have, when the caller must have it short (the audio
+        #: already queued for the listener runs out soon: synthesis/pacing.py); None: the config's
+        self.budget: float | None = None
         self._first = True
         self._buf = ""
         self._reset_scan()
@@ -172,11 +181,17 @@ class ClauseSegmenter:
         return len(self._buf)
 
     def feed(self, piece: str) -> list[str]:
+        return list(self.clauses_in(piece))
+
+    def clauses_in(self, piece: str) -> Iterator[str]:
+        """``feed``, one clause at a time: a ``budget`` set while a clause is being spoken
+        applies to the next one, however much text has already arrived."""
         out: list[str] = []
         for ch in piece:
             if self._push(ch):
                 self._scan(final=False, out=out)
-        return out
+                while out:
+                    yield out.pop(0)
 
     def flush(self) -> list[str]:
         """End of text: return the rest and start over, ready for a new text."""
@@ -219,14 +234,13 @@ class ClauseSegmenter:
         self._weak: int | None = None  # last symbol/word edge, as in "10:30|$3.50"
 
     def _scan(self, final: bool, out: list[str]) -> None:
-        cfg = self.config
         while self._pos < len(self._buf):
             i = self._pos
             buf = self._buf
             c = buf[i]
             if c == " " and i == len(buf) - 1 and not final:
                 return  # might still turn into a newline
-            cap = 3 * (cfg.first_max_chars if self._first else cfg.max_chars)
+            cap = self._cap_thirds()
             w = _weight(c)
             if self._units + w > cap or i >= _RAW_PER_UNIT * cap // 3 + _RAW_SLACK:
                 self._cap_cut(i, cap, out)
@@ -318,7 +332,7 @@ class ClauseSegmenter:
         if any(ch in _HARD or ch in _HARD_ASCII for ch in run):
             return j
         need = self.config.first_min_chars if self._first else self.config.min_chars
-        if self._units >= 3 * need:
+        if self._units >= 3 * need or 4 * self._units >= 3 * self._cap_thirds():
             return j
         self._soft = j
         self._soft_units = self._units
@@ -333,6 +347,15 @@ class ClauseSegmenter:
             return False
         head = buf[:i].strip()
         return not (head.isdigit() and len(head) <= 3)  # "1. " starting a list item
+
+    def _cap_thirds(self) -> int:
+        """The current clause's cap, in thirds of a unit."""
+        if self._first:
+            return 3 * self.config.first_max_chars
+        cap = self.config.max_chars
+        if self.budget is not None:
+            cap = min(cap, max(MIN_BUDGET, self.budget))
+        return round(3 * cap)
 
     # -- cutting ---------------------------------------------------------------
 

@@ -81,11 +81,17 @@ SOFT_BREAKS = [
     ("一二三,四五六七八九,十一", ["一二三,", "四五六七八九,", "十一"]),
 ]
 
+# The defaults: an opening word before a comma is a clause of its own (a voice agent's
+# greeting is heard at once); later clauses end at soft breaks once they have min_chars (20).
 DEFAULT_SOFT = [
     ("好，很好，今天天气很好，我们一起去公园散步吧，顺便买点东西，然后回家做饭，晚上一起看电影。",
-     ["好，很好，今天天气很好，", "我们一起去公园散步吧，顺便买点东西，然后回家做饭，", "晚上一起看电影。"]),
+     ["好，", "很好，今天天气很好，我们一起去公园散步吧，顺便买点东西，", "然后回家做饭，晚上一起看电影。"]),
     ("Sure, here is the answer you asked for, with details.",
-     ["Sure, here is the answer you asked for,", "with details."]),
+     ["Sure,", "here is the answer you asked for, with details."]),
+    ("Hello, thanks for calling the city library. Our hours", ["Hello,", "thanks for calling the city library.",
+                                                              "Our hours"]),
+    ("Hi, there", ["Hi,", "there"]),
+    ("你好，欢迎致电市图书馆。", ["你好，", "欢迎致电市图书馆。"]),
 ]
 
 CLOSERS = [
@@ -135,6 +141,41 @@ def test_soft_breaks(text: str, expected: list[str]) -> None:
 @pytest.mark.parametrize(("text", "expected"), DEFAULT_SOFT)
 def test_soft_breaks_with_defaults(text: str, expected: list[str]) -> None:
     assert segment(text) == expected
+
+
+def test_a_budget_shortens_later_clauses_only() -> None:
+    text = "Hello, thanks for calling the city library. Our opening hours today are from nine until eight."
+    seg = ClauseSegmenter()
+    seg.budget = 9.0  # units: about six short words
+    clauses = seg.feed(text) + seg.flush()
+    assert clauses[0] == "Hello,"
+    assert all(units(c) <= 9.0 for c in clauses[1:])
+    assert " ".join(clauses) == text  # cut between words, nothing lost
+
+
+def test_a_budget_still_prefers_a_soft_break() -> None:
+    seg = ClauseSegmenter()
+    assert seg.feed("Sure, o") == ["Sure,"]
+    seg.budget = 7.0
+    clauses = seg.feed("f course, I will look it up for you right now and call you back. ") + seg.flush()
+    assert clauses[0] == "of course,"  # at the comma, not at the cap after "look"
+    assert all(units(c) <= 7.0 for c in clauses)
+    assert " ".join(clauses) == "of course, I will look it up for you right now and call you back."
+
+
+def test_a_tiny_budget_still_speaks_a_few_words_at_a_time() -> None:
+    seg = ClauseSegmenter()
+    assert seg.feed("你好，欢") == ["你好，"]
+    seg.budget = 0.0
+    assert seg.feed("迎致电市图书馆。") + seg.flush() == ["欢迎", "致电", "市图", "书馆。"]  # MIN_BUDGET: 2 units
+
+
+def test_without_a_budget_the_config_rules() -> None:
+    text = "Sure, " + "word " * 100
+    seg = ClauseSegmenter()
+    seg.budget = None
+    clauses = seg.feed(text) + seg.flush()
+    assert max(units(c) for c in clauses) > 90  # up to max_chars (100)
 
 
 @pytest.mark.parametrize(("text", "expected"), CLOSERS)
