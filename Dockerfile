@@ -7,8 +7,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .
+# ENGINE_DEVICE=cuda builds the GPU worker image: ONNX Runtime with its CUDA provider (CUDA 12 and
+# cuDNN 9 come as pip packages), in place of the CPU build; TTS_ENGINE_DEVICE=auto then finds it.
+ARG ENGINE_DEVICE=cpu
 RUN pip install --no-cache-dir -r requirements.txt \
-    && pip install --no-cache-dir --no-deps resemblyzer==0.1.4
+    && pip install --no-cache-dir --no-deps resemblyzer==0.1.4 \
+    && if [ "$ENGINE_DEVICE" = cuda ]; then \
+         pip uninstall -y onnxruntime \
+         && pip install --no-cache-dir "onnxruntime-gpu[cuda,cudnn]==1.31.1"; \
+       fi
 COPY . .
 # Kokoro v1.0's 54 voices (8 Mandarin) from the npm package kokoro-js, pinned and sha512-checked,
 # and their reference embeddings, so a container's first start does not compute them.

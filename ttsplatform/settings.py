@@ -141,6 +141,8 @@ TTS_ENGINE = envstr("TTS_ENGINE", "kokoro")
 TTS_ENGINE_DIR = Path(envstr("TTS_ENGINE_DIR", str(TTS_DATA_DIR / "engine"))).expanduser().resolve()
 TTS_ENGINE_THREADS = envint("TTS_ENGINE_THREADS", 2, minimum=1)
 TTS_ENGINE_CONCURRENCY = envint("TTS_ENGINE_CONCURRENCY", 1, minimum=1)
+#: where the model runs: auto (CUDA when ONNX Runtime has it, else CPU), cpu, or cuda (fails without it)
+TTS_ENGINE_DEVICE = envchoice("TTS_ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 #: start loading the engine when the server process starts (else: on first use)
 TTS_PRELOAD_ENGINE = envbool("TTS_PRELOAD_ENGINE", True)
 

@@ -278,6 +278,17 @@ class Engine(Protocol):
 REFINE_METHOD = "refine_features"
 
 
+def clause_cost(engine: object) -> tuple[float, float] | None:
+    """The optional ``clause_cost`` attribute: (seconds per clause, seconds per segmenter unit)
+    the engine takes to synthesize a clause on this machine, alone, once it has loaded; the
+    job's clause pacing (synthesis/pacing.py) starts from it. None when the engine does not say."""
+    cost = getattr(engine, "clause_cost", None)
+    if (isinstance(cost, tuple) and len(cost) == 2
+            and all(isinstance(x, (int, float)) and 0 <= x < 60 for x in cost)):
+        return float(cost[0]), float(cost[1])
+    return None
+
+
 def can_refine(engine: object) -> bool:
     """Whether ``engine`` implements the optional ``refine_features`` method."""
     return callable(getattr(engine, REFINE_METHOD, None))

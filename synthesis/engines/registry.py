@@ -46,6 +46,7 @@ def _build() -> Engine:
         data_dir=settings.TTS_ENGINE_DIR,
         threads=settings.TTS_ENGINE_THREADS,
         concurrency=settings.TTS_ENGINE_CONCURRENCY,
+        device=settings.TTS_ENGINE_DEVICE,
     )
 
 
@@ -104,4 +105,6 @@ def engine_status() -> dict[str, object]:
         "engine": engine.name,
         "loaded": bool(getattr(engine, "loaded", False)),
         "warm": bool(getattr(engine, "warm", False)),
+        # where the model runs, once loaded: ONNX Runtime's first provider ("CUDAExecutionProvider", ...)
+        "device": (getattr(engine, "providers", None) or [None])[0],
     }

@@ -71,10 +71,10 @@ class ReplayEngine:
                  "pre-made test audio, as long as the text would take to say."),
     )
 
-    def __init__(self, data_dir: Path | None = None, threads: int = 1, concurrency: int = 1, *,
+    def __init__(self, data_dir: Path | None = None, threads: int = 1, concurrency: int = 1, device: str = "cpu", *,
                  audio_path: str | None = None, delay_ms: float | None = None, rtf: float | None = None,
                  seconds_per_unit: float | None = None) -> None:
-        # data_dir, threads and concurrency are what the registry passes every engine; unused here.
+        # data_dir, threads, concurrency and device are what the registry passes every engine; unused here.
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.audio_path = audio_path if audio_path is not None else (os.environ.get("TTS_REPLAY_AUDIO") or None)
         self.delay_s = (delay_ms if delay_ms is not None else _env_float("TTS_REPLAY_DELAY_MS", 0.0)) / 1000.0
@@ -85,6 +85,8 @@ class ReplayEngine:
             raise ValueError("replay pacing and length settings must be >= 0")
         self.loaded = False
         self.warm = False
+        #: what a clause costs (seconds, seconds per unit): the pacing above, exactly
+        self.clause_cost = (self.delay_s, self.rtf * self.seconds_per_unit)
         self._lock = threading.Lock()
         self._bank = np.zeros(0, np.float32)
 

@@ -34,7 +34,13 @@ from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro.envelope import BANDS as ENVELOPE_BANDS
 from synthesis.engines.kokoro.envelope import MAX_FRAMES as ENVELOPE_MAX_FRAMES
 from synthesis.engines.kokoro.envelope import NEIGHBOURS as ENVELOPE_NEIGHBOURS
-from synthesis.engines.kokoro.envelope import STRENGTH_RANGE, WARP_RANGE, Confidence, EnvelopeConverter, prompt_envelopes
+from synthesis.engines.kokoro.envelope import (
+    STRENGTH_RANGE,
+    WARP_RANGE,
+    Confidence,
+    EnvelopeConverter,
+    prompt_envelopes,
+)
 from synthesis.engines.kokoro.g2p import G2P, dominant_language
 from synthesis.engines.kokoro.graph import F0_SCALE_INPUT, engine_model
 from synthesis.engines.kokoro.instruct import InstructParams, parse_instruct
@@ -48,6 +54,7 @@ from synthesis.engines.kokoro.voice_embeddings import read as read_voice_embeddi
 from synthesis.engines.kokoro.voice_pack import STYLE_SHAPE, VoicePackError
 from synthesis.engines.kokoro.voice_pack import default_path as voice_pack_path
 from synthesis.engines.kokoro.voice_pack import load as load_voice_pack
+from synthesis.text.segmenter import units
 
 log = logging.getLogger(__name__)
 
@@ -256,9 +263,14 @@ class KokoroEngine:
         ),
     )
 
-    def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1,
+    def __init__(self, data_dir: Path, threads: int = 2, concurrency: int = 1, device: str = "auto",
                  voice_pack: Path | None = None, voice_embeddings: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        #: asked for: auto, cpu or cuda; ``providers`` says what load() got
+        self.device = device
+        self.providers: list[str] = []
         #: Kokoro v1.0's other voices (synthesis/engines/kokoro/voice_pack.py); used when installed
         self.voice_pack = Path(voice_pack) if voice_pack is not None else voice_pack_path()
         #: the stock voices' reference table computed at install time (synthesis/engines/kokoro/voice_embeddings.py);
@@ -288,6 +300,8 @@ class KokoroEngine:
         self._encoder: Any = None
         self._voice_embeddings: dict[str, np.ndarray] = {}
         self._voice_f0: dict[str, float] = {}
+        #: (seconds per clause, seconds per segmenter unit) a clause takes here, measured by load()
+        self.clause_cost: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -312,21 +326,41 @@ class KokoroEngine:
             self._voices.update(self._pack_voices())
             path = engine_model(self._model_path(), self._model_sha)
             lap("model")
-            self._session = ort.InferenceSession(
-                str(path), sess_options=self._session_options(ort), providers=["CPUExecutionProvider"]
-            )
+            providers = execution_providers(self.device, ort.get_available_providers())
+            if providers[0] == "CUDAExecutionProvider" and hasattr(ort, "preload_dlls"):
+                ort.preload_dlls()  # the CUDA and cuDNN libraries pip installed with onnxruntime-gpu[cuda,cudnn]
+            self._session = ort.InferenceSession(str(path), sess_options=self._session_options(ort),
+                                                 providers=providers)
+            self.providers = list(self._session.get_providers())
             lap("session")
             self._g2p.load()
             lap("g2p")
             self.loaded = True
-            for text in ("你好。", "Hello."):
-                self._synth_plain(text, self._voices[self.stock_voices()[0]], 1.0)
+            self._synth_plain("你好。", self._voices[self.stock_voices()[0]], 1.0)
+            self.clause_cost = self._measure_clause_cost()
             lap("warm_up")
             self._load_references()
             lap("references")
             self.warm = True
             self.load_timings = timings
-            log.info("kokoro loaded in %.2f s (%d threads): %s", sum(timings.values()), self.threads, timings)
+            log.info("kokoro loaded in %.2f s (%s, %d threads): %s", sum(timings.values()), self.providers[0],
+                     self.threads, timings)
+
+    def _measure_clause_cost(self) -> tuple[float, float]:
+        """Time a short and a longer clause (they also warm the model up): a model run has a
+        large fixed part, which the job's clause pacing must know (synthesis/pacing.py)."""
+        style = self._voices[self.stock_voices()[0]]
+        points = []
+        for text in ("Hello.", "The library opens at nine tomorrow morning."):
+            took = []
+            for _ in range(2):  # the faster of two: the first run of a shape can be slower
+                started = time.perf_counter()
+                self._synth_plain(text, style, 1.0)
+                took.append(time.perf_counter() - started)
+            points.append((units(text), min(took)))
+        (u1, t1), (u2, t2) = points
+        per_unit = max(0.0, (t2 - t1) / (u2 - u1))
+        return round(max(0.0, t1 - per_unit * u1), 4), round(per_unit, 4)
 
     def _session_options(self, ort: Any) -> Any:
         opts = ort.SessionOptions()
@@ -821,6 +855,27 @@ class KokoroEngine:
             raise
         finally:
             forget()
+
+
+# ---------------------------------------------------------------------- device
+
+
+#: TTS_ENGINE_DEVICE values
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def execution_providers(device: str, available: list[str]) -> list[str]:
+    """ONNX Runtime providers for ``device``, given what this ONNX Runtime build has.
+
+    ``auto``: CUDA when the build has it (``onnxruntime-gpu``), else CPU; ``cuda``: CUDA or
+    a clear error (a GPU worker must not fall back to CPU silently); ``cpu``: CPU."""
+    cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not cuda:
+        raise RuntimeError("TTS_ENGINE_DEVICE=cuda, but this ONNX Runtime has no CUDA provider "
+                           f"(it has {', '.join(available)}): install onnxruntime-gpu (the GPU worker image does)")
+    if device in ("cuda", "auto") and cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 # ---------------------------------------------------------------------- audio helpers

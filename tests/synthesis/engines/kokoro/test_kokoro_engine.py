@@ -20,6 +20,7 @@ from synthesis.engines.kokoro.engine import (
     STYLE_SHAPE,
     KokoroEngine,
     apply_gain,
+    execution_providers,
     split_phonemes,
 )
 from synthesis.engines.kokoro.envelope import BANDS as ENVELOPE_BANDS
@@ -494,3 +495,31 @@ def test_a_voice_heard_poorly_is_never_cloned_from(engine: KokoroEngine) -> None
     assert "zf_xiaoni" not in features.meta["voice_weights"], features.meta["voice_weights"]
     assert features.meta["similarity"] < 1.0
     assert engine.stock_features("zf_xiaoni").meta["voice_weights"] == {"zf_xiaoni": 1.0}  # still a stock voice
+
+
+# --- TTS_ENGINE_DEVICE -------------------------------------------------------------------
+
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(("device", "available", "expected"), [
+    ("auto", CPU_ONLY, CPU_ONLY),
+    ("auto", WITH_CUDA, WITH_CUDA),
+    ("cpu", WITH_CUDA, CPU_ONLY),
+    ("cuda", WITH_CUDA, WITH_CUDA),
+])
+def test_the_device_picks_the_providers(device: str, available: list[str], expected: list[str]) -> None:
+    assert execution_providers(device, available) == expected
+
+
+def test_cuda_without_a_cuda_build_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        execution_providers("cuda", CPU_ONLY)
+
+
+def test_this_machine_runs_the_model_on_the_cpu(engine: KokoroEngine) -> None:
+    """Every test here runs on CPU; auto (the default) finds no CUDA in the CPU wheel."""
+    assert engine.providers == CPU_ONLY
+    with pytest.raises(ValueError, match="device"):
+        KokoroEngine(engine.data_dir, device="gpu")
