@@ -69,7 +69,7 @@ clean:
 
 # Benchmarks through the real API, both modes (bench/run.py; results in bench/results/):
 # `make bench-quick` takes under 3 minutes, `make bench` about 20 (2 cores). BENCH_ARGS passes options.
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-agents
 $(VENV)/.installed-bench: $(VENV)/.installed-test requirements-bench.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	touch $@
@@ -81,6 +81,13 @@ bench: $(VENV)/.installed-bench
 bench-quick: $(VENV)/.installed-bench
 	scripts/ensure_postgres.sh
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+	$(PY) -m bench.agent_streams --quick
+
+# Voice-agent streams (issue 19): greeting-first LLM-paced text, a cloned voice, 1/2/4/8 streams,
+# both modes; prints each target as a ratio against the in-process baseline of the same run.
+bench-agents: $(VENV)/.installed-bench
+	scripts/ensure_postgres.sh
+	$(PY) -m bench.agent_streams --modes embedded,distributed $(BENCH_ARGS)
 
 # Cloning quality through the real API (bench/quality.py; results in bench/results/quality*):
 # SIM, discrimination, WER/CER (offline Whisper base), RTF, TTFA, clone time. `make bench-quality`
