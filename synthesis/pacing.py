@@ -52,15 +52,16 @@ class ClausePacer:
 
     def observe(self, units: float, seconds: float) -> None:
         """A clause of ``units`` took ``seconds`` from the request for it to its last audio."""
-        if units <= 0 or seconds <= 0:
+        expected = self.overhead_s + self.per_unit_s * units
+        if units <= 0 or seconds <= 0 or expected <= 1e-6:  # an engine that costs nothing: nothing to learn
             return
-        ratio = seconds / (self.overhead_s + self.per_unit_s * units)
+        ratio = seconds / expected
         self.scale += LEARNING_RATE * (min(max(ratio, 0.2), 5.0) - self.scale)
 
     def budget(self, ahead_s: float | None) -> float | None:
         """Units the next clause may have when ``ahead_s`` seconds of audio are queued for the
         listener; None when nothing is playing yet (the first clause has its own limits)."""
-        if ahead_s is None:
+        if ahead_s is None or self.per_unit_s <= 1e-6:  # nothing playing yet, or length costs nothing
             return None
         affordable = self.margin * max(0.0, ahead_s) / self.scale - self.overhead_s
         return max(self.min_units, affordable / max(self.per_unit_s, 1e-3))

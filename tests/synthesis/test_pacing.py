@@ -29,6 +29,13 @@ def test_the_shortest_clause_follows_the_engines_fixed_cost() -> None:
     assert ClausePacer((5.0, 0.1)).min_units == 12.0
 
 
+def test_an_engine_that_costs_nothing_is_never_cut_short() -> None:
+    pacer = ClausePacer((0.0, 0.0))
+    pacer.observe(10, 0.01)  # nothing to learn from, and no division by its zero cost
+    assert pacer.scale == 1.0
+    assert pacer.budget(0.0) is None  # the segmenter's own limits
+
+
 def test_a_slower_machine_gets_shorter_clauses() -> None:
     fast, slow = ClausePacer(), ClausePacer()
     for _ in range(4):
@@ -73,7 +80,7 @@ class ArrivalSink:
         """Chunks that arrived after everything before them had finished playing."""
         late, clock = 0, None
         for arrival, seconds in zip(self.arrivals, self.seconds, strict=True):
-            if clock is not None and arrival > clock + 0.02:  # 20 ms of scheduling noise
+            if clock is not None and arrival > clock + 0.05:  # 50 ms of scheduling noise (a loaded CI machine)
                 late += 1
             clock = max(clock or arrival, arrival) + seconds
         return late
@@ -105,7 +112,7 @@ def test_an_agent_stream_is_not_starved_after_its_greeting(rtf: float) -> None:
     finished playing."""
     sink, started = run_agent_text(60, rtf)
     greeting_cost = 0.06 + rtf * 0.34  # "Hello," is 1.7 units: 0.34 s of replay audio
-    assert sink.arrivals[0] - started < 1.25 * greeting_cost + 0.1
+    assert sink.arrivals[0] - started < 1.25 * greeting_cost + 0.15
     assert sink.seconds[0] < 0.5  # "Hello," alone
     assert sink.underruns() == 0, list(zip(sink.arrivals, sink.seconds, strict=True))
 
