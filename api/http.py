@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 
 from api import metrics
 from core.errors import ApiError, NotReady
@@ -25,12 +26,12 @@ def error_response(message: str, status: int) -> JsonResponse:
     return json_response({"error": True, "message": message}, status=status)
 
 
-def json_endpoint(*methods: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[HttpResponse]]]:
+def json_endpoint(*methods: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[HttpResponseBase]]]:
     """Wrap an async view: method check, domain errors to JSON, payload to JsonResponse."""
 
-    def decorate(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[HttpResponse]]:
+    def decorate(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[HttpResponseBase]]:
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
                 metrics.count_http_error("MethodNotAllowed", 405)
                 response = error_response(f"method {request.method} not allowed; use {', '.join(methods)}", 405)
@@ -54,7 +55,7 @@ def json_endpoint(*methods: str) -> Callable[[Callable[..., Awaitable[Any]]], Ca
                 metrics.count_error("http", exc)
                 log.exception("%s %s crashed", request.method, request.path)
                 return error_response("internal server error", 500)
-            if isinstance(result, HttpResponse):
+            if isinstance(result, HttpResponseBase):  # streamed responses (archives) included
                 return result
             return json_response(result)
 

@@ -12,6 +12,8 @@ from typing import Any
 from django.http import HttpRequest
 
 from api.http import json_endpoint
+from batches.validation import MAX_INSTRUCT_CHARS, MAX_ITEMS, MAX_NAME_CHARS, MAX_TTL_HOURS
+from synthesis.encoding import FORMATS, SAMPLE_RATES
 from voices.safe_paths import MAX_PATH_CHARS
 from voices.validation import ID_FORBIDDEN_CATEGORIES, MAX_PROMPT_ID_CHARS, MAX_PROMPT_TEXT_CHARS
 
@@ -87,6 +89,43 @@ _PROMPT_IDS = {"type": ["array", "null"], "items": _PROMPT_ID,
                "description": "omitted, null or empty: all of the caller's voices"}
 _PATH = _text(MAX_PATH_CHARS)
 
+_BATCH_ID = {"name": "batch_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{3,64}$"}}
+_ITEM = {"type": "object", "properties": {
+    "index": {"type": "integer"}, "name": {"type": "string"}, "prompt_id": {"type": "string"},
+    "state": {"enum": ["pending", "running", "succeeded", "failed", "cancelled"]},
+    "seconds": {"type": ["number", "null"]}, "url": {"type": ["string", "null"]},
+    "error": {"type": ["string", "null"]}, "words": {"type": ["array", "null"]}}}
+_JOB = {"type": "object", "required": ["id", "state", "progress", "counts"], "properties": {
+    "id": {"type": "string"},
+    "state": {"enum": ["queued", "running", "succeeded", "partially_succeeded", "failed", "cancelled"]},
+    "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
+    "finished_at": {"type": ["string", "null"]}, "expires_at": {"type": "string"},
+    "progress": {"type": "number", "minimum": 0, "maximum": 1},
+    "counts": {"type": "object", "properties": {k: {"type": "integer"} for k in (
+        "total", "succeeded", "failed", "cancelled", "running", "pending")}},
+    "characters": {"type": "integer"}, "audio_seconds": {"type": "number"},
+    "items": {"type": "array", "items": _ITEM}}}
+_BATCH_BODY = {
+    "type": "object", "required": ["inputs"], "additionalProperties": False,
+    "properties": {
+        "prompt_id": {**_prompt_id(), "description": "the voice of every item without its own"},
+        "audio_format": {"enum": list(FORMATS)},
+        "sample_rate": {"enum": list(SAMPLE_RATES), "description": "Hz; opus also takes 12000"},
+        "instruct_text": {"type": ["string", "null"], "maxLength": MAX_INSTRUCT_CHARS, "pattern": "^[^\\u0000]*$"},
+        "inputs": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS, "items": {
+            "type": "object", "required": ["text"], "additionalProperties": False, "properties": {
+                "text": _text(None),
+                "name": {"type": ["string", "null"], "maxLength": MAX_NAME_CHARS, "pattern": "^[^\\u0000]*$"},
+                "prompt_id": _prompt_id()}}},
+        "timestamps": {"const": False, "description": "word timings are not supported by batch jobs yet"},
+        "callback_url": {"type": "null", "description": "not supported yet"},
+        "destination": {"type": "null", "description": "not supported yet"},
+        "ttl_hours": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_HOURS},
+    },
+}
+
+
 SCHEMA: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -152,6 +191,68 @@ SCHEMA: dict[str, Any] = {
             {"type": "object", "properties": {"loaded_speakers": _IDS}},
             403, 404, 413,
         ),
+        "/batches": {
+            "get": {
+                "summary": "The caller's batch jobs, newest first (without their items)",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "the `next` of the page before"}],
+                "responses": {"200": {"description": "a page of jobs", **_json({"type": "object", "properties": {
+                    "batches": {"type": "array", "items": _JOB}, "next": {"type": ["string", "null"]}}})},
+                    **_errors(400, 401, 403, 405)},
+            }
+        },
+        "/batches/{batch_id}": {
+            "put": {
+                "summary": "Create a batch job under a client-chosen id (the same body again: 200 with the job; "
+                "another body: 409)",
+                "parameters": [_BATCH_ID],
+                "requestBody": {"required": True, **_json(_BATCH_BODY)},
+                "responses": {"201": {"description": "created", **_json(_JOB)},
+                              "200": {"description": "the job this id already names", **_json(_JOB)},
+                              "409": {"description": "the id names a job with another body", **_json(_ERROR)},
+                              **_errors(400, 401, 403, 404, 405, 413, 429, 503)},
+            },
+            "get": {
+                "summary": "One batch job with its items",
+                "parameters": [_BATCH_ID],
+                "responses": {"200": {"description": "the job", **_json(_JOB)}, **_errors(401, 403, 404, 405)},
+            },
+            "delete": {
+                "summary": "Cancel the job if it runs, then delete it and all its outputs",
+                "parameters": [_BATCH_ID],
+                "responses": {"200": {"description": "deleted", **_json({"type": "object"})},
+                              **_errors(401, 403, 404, 405)},
+            },
+        },
+        "/batches/{batch_id}/cancel": {
+            "post": {
+                "summary": "Stop the job's pending and running items; finished items stay downloadable",
+                "parameters": [_BATCH_ID],
+                "responses": {"200": {"description": "the job", **_json(_JOB)}, **_errors(401, 403, 404, 405)},
+            }
+        },
+        "/batches/{batch_id}/items/{index}": {
+            "get": {
+                "summary": "A finished item's audio file (404 while it is not done)",
+                "parameters": [_BATCH_ID, {"name": "index", "in": "path", "required": True,
+                                           "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {"200": {"description": "the audio file", "content": {
+                    spec.mime: {"schema": {"type": "string", "format": "binary"}}
+                    for spec in {f.mime: f for f in FORMATS.values()}.values()}},
+                    **_errors(401, 403, 404, 405)},
+            }
+        },
+        "/batches/{batch_id}/archive": {
+            "get": {
+                "summary": "A zip of manifest.json (the job) and one file per finished item, <index>.<format>",
+                "parameters": [_BATCH_ID],
+                "responses": {"200": {"description": "the archive", "content": {
+                    "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                    **_errors(401, 403, 404, 405)},
+            }
+        },
         "/health": {
             "get": {
                 "summary": "Ready: embedded mode, engine loaded and warm; distributed mode, at least one worker registered",

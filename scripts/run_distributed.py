@@ -13,7 +13,7 @@ first (their streams may finish within TTS_WORKER_DRAIN_SECONDS), then Daphne, t
 
 Settings (environment): TTS_REDIS_URL, TTS_DATABASE_URL, TTS_S3_ENDPOINT_URL,
 TTS_FEATURE_STORE, TTS_DATA_DIR (local Redis/S3 data under it), HOST and PORT (Daphne),
-TTS_WORKER_STREAMS, TTS_SYNTHESIS_QUEUE, TTS_CLONE_QUEUE_NAME; every process gets the
+TTS_WORKER_STREAMS, TTS_SYNTHESIS_QUEUE, TTS_CLONE_QUEUE_NAME, TTS_BATCH_QUEUE; every process gets the
 whole environment, so any TTS_* setting applies to Daphne and the workers alike.
 """
 from __future__ import annotations
@@ -174,14 +174,16 @@ def start_processes(supervisor: Supervisor, env: dict[str, str]) -> None:
     streams = env.get("TTS_WORKER_STREAMS", "4")
     synthesis = env.get("TTS_SYNTHESIS_QUEUE", "synthesis")
     clone = env.get("TTS_CLONE_QUEUE_NAME", "clone")
+    batch = env.get("TTS_BATCH_QUEUE", "batch")
     worker = [python, "-m", "celery", "-A", "workers.celery_app", "worker", "-P", "threads", "-c", streams,
               "--without-gossip", "--without-mingle", "-l", "INFO"]
     # A worker may take TTS_WORKER_DRAIN_SECONDS to let its streams finish, then some to exit.
     drain = float(env.get("TTS_WORKER_DRAIN_SECONDS") or 30) + 15
     host, port = env.get("HOST", "0.0.0.0"), env.get("PORT", "12244")
     for service in (
-        Service("worker 1", [*worker, "-Q", synthesis, "--hostname", "synth1@%h"], stage=0, stop_timeout=drain),
-        Service("worker 2", [*worker, "-Q", f"{synthesis},{clone}", "--hostname", "synth2@%h"], stage=0,
+        Service("worker 1", [*worker, "-Q", f"{synthesis},{batch}", "--hostname", "synth1@%h"], stage=0,
+                stop_timeout=drain),
+        Service("worker 2", [*worker, "-Q", f"{synthesis},{clone},{batch}", "--hostname", "synth2@%h"], stage=0,
                 stop_timeout=drain),
         Service("daphne", [python, "-m", "daphne", "-b", host, "-p", port, "ttsplatform.asgi:application"], stage=1,
                 stop_timeout=15),

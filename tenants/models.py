@@ -16,6 +16,7 @@ class Scope(models.TextChoices):
     CLONE = "clone", "clone voices (/clone)"
     MANAGE_VOICES = "manage-voices", "remove voices (/remove)"
     MANAGE_CACHES = "manage-caches", "save and load tone caches (/cache/*)"
+    BATCH = "batch", "batch jobs (/batches)"
 
 
 ALL_SCOPES = tuple(Scope.values)
@@ -57,6 +58,8 @@ class Quota(models.Model):
     max_voices = models.PositiveIntegerField(null=True, blank=True)
     max_clones_per_hour = models.PositiveIntegerField(null=True, blank=True)
     max_payload_bytes = models.PositiveIntegerField(null=True, blank=True)
+    #: batch jobs queued or running at once
+    max_concurrent_batches = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"quota of {self.tenant.slug}"
@@ -91,6 +94,9 @@ class AuditEvent(models.Model):
         NOTE = "note", "provenance note changed"
         KEY_CREATED = "key-created", "API key created"
         KEY_REVOKED = "key-revoked", "API key revoked"
+        BATCH_CREATED = "batch-created", "batch job created"
+        BATCH_CANCELLED = "batch-cancelled", "batch job cancelled"
+        BATCH_DELETED = "batch-deleted", "batch job deleted"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="audit_events")
     at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -95,7 +95,7 @@ class RunningServer:
 
     # --- distributed mode: workers -------------------------------------------------------
 
-    def start_worker(self, queues: str = "synthesis,clone") -> subprocess.Popen[bytes]:
+    def start_worker(self, queues: str = "synthesis,clone,batch") -> subprocess.Popen[bytes]:
         n = len(self.workers) + 1
         log = open(self.data_dir / f"worker{n}.log", "ab")
         worker = subprocess.Popen(

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "voices",
     "synthesis",
     "tenants",
+    "batches",
     "workers",  # no models: its ready() hands the mode's backend to voices and tenants (workers/apps.py)
     "api",  # no models: listed so that the admin's autodiscovery finds api/admin/
 ]
@@ -151,6 +152,10 @@ TTS_MAX_STREAMS = envint("TTS_MAX_STREAMS", 16, minimum=1)
 TTS_MAX_TEXT_CHARS = envint("TTS_MAX_TEXT_CHARS", 20000, minimum=100)
 TTS_WS_IDLE_TIMEOUT = envfloat("TTS_WS_IDLE_TIMEOUT", 300.0)
 
+# --- Batch jobs --------------------------------------------------------------------
+#: embedded mode: threads that run batch items (the engine runs them behind live streams)
+TTS_BATCH_THREADS = envint("TTS_BATCH_THREADS", 1, minimum=1)
+
 # --- Voices and cloning ------------------------------------------------------------
 TTS_FEATURE_CACHE_SIZE = envint("TTS_FEATURE_CACHE_SIZE", 64, minimum=1)
 TTS_CLONE_WORKERS = envint("TTS_CLONE_WORKERS", 1, minimum=1)
@@ -216,6 +221,10 @@ TTS_S3_CACHE_ROOTS = tuple(r.strip() for r in envstr("TTS_S3_CACHE_ROOTS", "").s
 #: Celery queues: live synthesis and cloning are kept apart so clones never starve streams.
 TTS_SYNTHESIS_QUEUE = envstr("TTS_SYNTHESIS_QUEUE", "synthesis")
 TTS_CLONE_QUEUE_NAME = envstr("TTS_CLONE_QUEUE_NAME", "clone")
+#: Celery queue of batch items (their own, so batch work never waits in front of streams)
+TTS_BATCH_QUEUE = envstr("TTS_BATCH_QUEUE", "batch")
+#: batch items one worker process runs at once (more would only queue for its engine)
+TTS_WORKER_BATCH_ITEMS = envint("TTS_WORKER_BATCH_ITEMS", 1, minimum=1)
 #: Streams one worker process runs at once (its thread pool; the engine has its own slots).
 TTS_WORKER_STREAMS = envint("TTS_WORKER_STREAMS", 4, minimum=1)
 #: A job no worker has picked up after this long fails with a clear error.

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from api import openapi, views
+from api import batch_views, openapi, views
 from api.admin.site import site as admin_site
 from ttsplatform.health import health, metrics_view
 
@@ -12,6 +12,11 @@ urlpatterns = [
     path("cache/load", views.cache_load, name="cache-load"),
     path("usage", views.usage_report, name="usage"),
     path("voices/<path:prompt_id>", views.voice_detail, name="voice-detail"),
+    path("batches", batch_views.batches, name="batches"),
+    path("batches/<str:batch_id>", batch_views.batch, name="batch"),
+    path("batches/<str:batch_id>/cancel", batch_views.cancel, name="batch-cancel"),
+    path("batches/<str:batch_id>/items/<int:index>", batch_views.item, name="batch-item"),
+    path("batches/<str:batch_id>/archive", batch_views.archive, name="batch-archive"),
     path("health", health, name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("openapi.json", openapi.schema_view, name="openapi"),

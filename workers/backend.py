@@ -25,6 +25,7 @@ from synthesis.request import TtsRequest
 from tenants.quotas import MemoryCounters, RedisCounters
 from voices import cloning, refine
 from workers import embedded, redis_keys, remote
+from workers.batch_pool import BatchPool
 from workers.refine_queue import RefineQueue
 from workers.runner import VoiceRef
 
@@ -72,6 +73,10 @@ class EmbeddedBackend:
     def queue_refine(self, voice_id: int, features_key: str, features_sha256: str) -> bool:
         return _refine_queue().submit(voice_id, features_key, features_sha256)
 
+    def submit_batch(self, item_ids: list[int]) -> None:
+        """The pool takes pending items from the database: waking it is all there is to do."""
+        _batch_pool().wake()
+
     def draining(self) -> bool:
         return False
 
@@ -83,6 +88,7 @@ class EmbeddedBackend:
             registry.start_loading()
         # One process: any voice still "refining" lost its refinement with the last one.
         threading.Thread(target=refine.recover_after_restart, name="refine-recovery", daemon=True).start()
+        _batch_pool().start()  # and resumes the batch items that the last one had not finished
 
     async def health(self) -> tuple[bool, dict[str, object]]:
         status = registry.engine_status()
@@ -114,6 +120,9 @@ class DistributedBackend:
     def queue_refine(self, voice_id: int, features_key: str, features_sha256: str) -> bool:
         remote.send_refine(voice_id, features_key, features_sha256)
         return True
+
+    def submit_batch(self, item_ids: list[int]) -> None:
+        remote.send_batch_items(item_ids)
 
     def draining(self) -> bool:
         return remote.worker_draining()
@@ -158,6 +167,11 @@ def _refine_queue() -> RefineQueue:
 
 
 @process_wide
+def _batch_pool() -> BatchPool:
+    return BatchPool(settings.TTS_BATCH_THREADS)
+
+
+@process_wide
 def _memory_counters() -> MemoryCounters:
     return MemoryCounters()
 
@@ -181,7 +195,8 @@ def _local_engine_load_seconds() -> float | None:
 async def _read_redis() -> tuple[dict[str, int], int, list[float]]:
     queues: dict[str, int] = {}
     if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
-        names = list(dict.fromkeys([settings.TTS_SYNTHESIS_QUEUE, settings.TTS_CLONE_QUEUE_NAME]))
+        names = list(dict.fromkeys([settings.TTS_SYNTHESIS_QUEUE, settings.TTS_CLONE_QUEUE_NAME,
+                                    settings.TTS_BATCH_QUEUE]))
         async with async_redis(settings.CELERY_BROKER_URL).pipeline(transaction=False) as pipe:
             for name in names:
                 for suffix in _PRIORITY_SUFFIXES:

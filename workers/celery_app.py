@@ -2,7 +2,7 @@
 
 Run a worker with (see `make run-distributed`):
 
-    celery -A workers.celery_app worker -P threads -c $TTS_WORKER_STREAMS -Q synthesis,clone
+    celery -A workers.celery_app worker -P threads -c $TTS_WORKER_STREAMS -Q synthesis,clone,batch
 
 One worker process holds one engine, loaded and warmed before it takes a task. With
 ``-Q synthesis`` it also takes live streams off a Redis list, TTS_WORKER_STREAMS at once in

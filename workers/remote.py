@@ -178,6 +178,16 @@ def send_refine(voice_id: int, features_key: str, features_sha256: str) -> None:
     )
 
 
+def send_batch_items(item_ids: list[int]) -> None:
+    """One ``tts.batch_item`` task per item on the batch queue. An item whose task is lost
+    stays pending in the database (batches/execution.py); a task that runs twice runs it once."""
+    from workers.celery_app import app
+
+    with app.producer_or_acquire() as producer:
+        for item_id in item_ids:
+            app.send_task("tts.batch_item", args=[item_id], queue=settings.TTS_BATCH_QUEUE, producer=producer)
+
+
 def worker_draining() -> bool:
     """A distributed worker got SIGTERM: long searches end early (their best so far is kept)."""
     from workers import worker_runtime  # the Celery worker's runtime; imported only when asked, as before

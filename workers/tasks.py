@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 
 from celery import shared_task
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from batches.execution import Outcome, run_item
 from core import logs
 from core.errors import ApiError
 from core.redis_clients import async_redis, sync_redis
@@ -154,3 +156,23 @@ def refine(voice_id: int, features_key: str, features_sha256: str) -> None:
             log.warning("could not sweep stuck refinements: %s", exc)
         outcome = refinement.refine_voice(voice_id, features_key, features_sha256)
         log.info("refinement of voice %s: %s", voice_id, outcome)
+
+
+#: batch items this process runs at once (TTS_WORKER_BATCH_ITEMS): more would only queue for the engine
+_batch_slots = threading.BoundedSemaphore(settings.TTS_WORKER_BATCH_ITEMS)
+#: retries of an item's task after a passing failure (storage, database), backing off to BATCH_RETRY_MAX_S
+BATCH_RETRIES = 8
+BATCH_RETRY_MAX_S = 120
+
+
+@shared_task(name="tts.batch_item", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+             max_retries=BATCH_RETRIES)
+def batch_item(self, item_id: int) -> None:
+    """Run one batch item (batches/execution.py). Acknowledged only once it ran, so a worker
+    killed mid-item leaves the message to another; the item's claim and its fixed output key
+    make a second run harmless."""
+    with logs.bound(job=f"batch-item-{item_id}"), _batch_slots:
+        outcome = run_item(item_id)
+    log.info("batch item %s: %s", item_id, outcome.value)
+    if outcome is Outcome.RETRY:
+        raise self.retry(countdown=min(BATCH_RETRY_MAX_S, 2 ** self.request.retries))

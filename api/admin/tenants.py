@@ -29,7 +29,7 @@ from tenants.models import ApiKey, AuditEvent, Quota, SavedBundle, Scope, UsageD
 from voices.models import Tenant
 
 QUOTA_FIELDS = ("max_concurrent_streams", "max_chars_per_day", "max_voices", "max_clones_per_hour",
-                "max_payload_bytes")
+                "max_payload_bytes", "max_concurrent_batches")
 
 
 def _changelist(model: str, **filters: object) -> str:

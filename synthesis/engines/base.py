@@ -14,6 +14,7 @@ import math
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -276,6 +277,18 @@ class Engine(Protocol):
 #: ``meta["refined"] = True`` and what it measured (e.g. ``sim_before``/``sim_after``), or
 #: None when it has nothing better. The platform swaps them in atomically.
 REFINE_METHOD = "refine_features"
+
+
+#: OPTIONAL engine method: ``background_work()``, a context manager under which the calling
+#: thread's model runs wait while live streams use the model (refinement, batch items).
+#: Engines without it run such work at the same priority as streams.
+BACKGROUND_METHOD = "background_work"
+
+
+def background_work(engine: object) -> AbstractContextManager[object]:
+    """The engine's background-priority block, or a block that changes nothing."""
+    method = getattr(engine, BACKGROUND_METHOD, None)
+    return method() if callable(method) else nullcontext()
 
 
 def clause_cost(engine: object) -> tuple[float, float] | None:

@@ -16,10 +16,12 @@ import hashlib
 import importlib.resources as res
 import json
 import logging
+import platform
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import soxr
 
-from core.atomic_files import atomic_writer, sha256_file
+from core.atomic_files import atomic_write, atomic_writer, sha256_file
 from synthesis.engines.base import EngineCapabilities, Features, StopSignal, StreamStopped, check_feature_owner
 from synthesis.engines.fair_slots import FairSlots
 from synthesis.engines.kokoro.envelope import BANDS as ENVELOPE_BANDS
@@ -337,7 +339,7 @@ class KokoroEngine:
             lap("g2p")
             self.loaded = True
             self._synth_plain("你好。", self._voices[self.stock_voices()[0]], 1.0)
-            self.clause_cost = self._measure_clause_cost()
+            self.clause_cost = self._cached_clause_cost()
             lap("warm_up")
             self._load_references()
             lap("references")
@@ -345,6 +347,23 @@ class KokoroEngine:
             self.load_timings = timings
             log.info("kokoro loaded in %.2f s (%s, %d threads): %s", sum(timings.values()), self.providers[0],
                      self.threads, timings)
+
+    def _cached_clause_cost(self) -> tuple[float, float]:
+        """The clause cost measured once per model, runtime, provider, thread count and CPU, kept
+        in the engine directory: measuring it takes four model runs (seconds) at every load, and
+        the job's pacer scales it to the day's speed of the machine anyway."""
+        key = json.dumps({"model": self._model_sha, "runtime": _runtime_version(), "providers": self.providers,
+                          "threads": self.threads, "cpu": _cpu_model(), "version": 1}, sort_keys=True)
+        path = self.data_dir / "cache" / f"kokoro-clause-cost-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        try:
+            overhead, per_unit = json.loads(path.read_text(encoding="utf-8"))["cost"]
+            return float(overhead), float(per_unit)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        cost = self._measure_clause_cost()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps({"key": json.loads(key), "cost": list(cost)}).encode())
+        return cost
 
     def _measure_clause_cost(self) -> tuple[float, float]:
         """Time a short and a longer clause (they also warm the model up): a model run has a
@@ -745,12 +764,20 @@ class KokoroEngine:
                         should_stop: Callable[[], bool] | None = None) -> Features | None:
         """Optional engine hook (base.py): a bounded style search from the quick clone (kokoro_refine.py),
         at background priority."""
-        self._background.active = True
-        try:
+        with self.background_work():
             return refine_style(self, _check_audio(audio, sample_rate), sample_rate, text, features, budget_s,
                                 should_stop)
+
+    @contextmanager
+    def background_work(self) -> Iterator[None]:
+        """Optional engine hook (base.py): model runs of this thread, inside the block, wait
+        while live streams use the model (refinements, batch items)."""
+        outer = getattr(self._background, "active", False)
+        self._background.active = True
+        try:
+            yield
         finally:
-            self._background.active = False
+            self._background.active = outer
 
     # ------------------------------------------------------------------ synthesis
 
@@ -1033,6 +1060,18 @@ def _runtime_version() -> str:
         return "onnxruntime-" + metadata.version("onnxruntime")
     except metadata.PackageNotFoundError:
         return "onnxruntime"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), so a cost measured on one machine is not reused on another."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """The Kokoro engine, for real: model assembly, G2P, ONNX runs, cloning (slow-ish, ~1 min)."""
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -380,6 +381,28 @@ def test_second_engine_reuses_model_and_reference_cache(engine: KokoroEngine, da
     assert caches() == before  # the install-time table or the one cached here: nothing recomputed
     for name in VOICES:
         assert np.array_equal(other._voice_embeddings[name], engine._voice_embeddings[name])
+
+
+def test_the_clause_cost_is_measured_once_per_engine_directory(engine: KokoroEngine, data_dir: Path) -> None:
+    """Four model runs at every load add seconds to each server start: the second engine on
+    the same directory, provider and thread count reads the cost the first one measured."""
+    files = [p for p in sorted((data_dir / "cache").glob("kokoro-clause-cost-*.json"))
+             if json.loads(p.read_text())["key"]["threads"] == engine.threads]
+    assert len(files) == 1, "the first load keeps its measurement"
+    overhead, per_unit = engine.clause_cost
+    assert overhead > 0 and per_unit > 0
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    again = KokoroEngine(data_dir, threads=2, concurrency=1)
+    again.load()
+    assert again.clause_cost == engine.clause_cost
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+    # a damaged file is measured again, not trusted
+    for p in files:
+        p.write_text("{not json")
+    third = KokoroEngine(data_dir, threads=2, concurrency=1)
+    third.load()
+    assert third.clause_cost is not None and third.clause_cost[1] > 0
+    assert all(json.loads(p.read_text())["cost"] == list(third.clause_cost) for p in files)
 
 
 def test_cloning_matches_a_coloured_prompts_timbre_where_that_raises_similarity(engine: KokoroEngine) -> None:

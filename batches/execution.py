@@ -1,0 +1,228 @@
+"""Running one batch item, exactly once however often it is started.
+
+A run claims the item (``pending`` -> ``running``, with a token and a lease), renders it,
+writes the file under a key derived from (batch, index) -- the same key on every run, one
+atomic put, so a second run replaces the file with an equal one and never leaves half of
+it -- and moves the row to ``succeeded`` only while it still holds the claim, in the
+transaction that counts the usage. A run that lost its item (cancelled, deleted, or taken
+over after its lease ran out) counts nothing.
+
+The lease: while it renders, a run says it is alive every LEASE_RENEW_S; a row whose claim
+is older than LEASE_S belongs to a run that died (worker killed, server stopped) and may be
+claimed again. The same watcher stops the render within about WATCH_S of a cancel.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from batches.models import Batch, BatchItem
+from core.errors import ApiError, NotReady
+from synthesis.engines.base import StopSignal, StreamStopped
+from synthesis.engines.registry import get_loaded_engine
+from synthesis.render import render_file
+from tenants import usage
+from voices.errors import StorageUnavailable
+from voices.feature_store import get_feature_store, sha256_hex
+from voices.services import delete_blobs, get_voice, load_features_by_key
+
+log = logging.getLogger(__name__)
+
+#: a claim not renewed for this long belongs to a run that died
+LEASE_S = 60.0
+LEASE_RENEW_S = 15.0
+#: how often a running item looks at its row (cancel, delete)
+WATCH_S = 1.0
+#: runs that failed for a passing reason (storage, database, engine still loading) before the item fails
+MAX_ATTEMPTS = 5
+
+_STATE = BatchItem.State
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: failed for a passing reason; the item is pending again, to be retried later
+    RETRY = "retry"
+    #: nothing to do: the item is finished, cancelled, gone, or another live run holds it
+    SKIPPED = "skipped"
+    #: cancelled or deleted while it ran
+    STOPPED = "stopped"
+
+
+def output_key(batch: Batch, index: int) -> str:
+    """Where the item's file lives: fixed by the job (its row, not only its id, so a job made
+    again under a deleted one's id never meets the old files) and the index."""
+    seed = f"batch:{batch.pk}:{batch.created_at.isoformat()}:{index}"
+    return f"{batch.tenant.slug}/{hashlib.sha256(seed.encode()).hexdigest()[:32]}.{batch.audio_format}"
+
+
+def next_pending_item() -> int | None:
+    """The oldest job's first pending item (blocking: database)."""
+    return (BatchItem.objects.filter(state=_STATE.PENDING, batch__state__in=Batch.ACTIVE)
+            .order_by("batch_id", "index").values_list("pk", flat=True).first())
+
+
+def release_orphans() -> int:
+    """Items left ``running`` by a process that is gone go back to pending (embedded mode, at
+    start: that process was the only one that ran them)."""
+    return BatchItem.objects.filter(state=_STATE.RUNNING).update(state=_STATE.PENDING, claim="")
+
+
+def run_item(item_pk: int) -> Outcome:
+    token = uuid.uuid4().hex
+    item = _claim(item_pk, token)
+    if item is None:
+        return Outcome.SKIPPED
+    stop = StopSignal()
+    watcher = _Watcher(item.pk, token, stop)
+    watcher.start()
+    try:
+        return _render_and_store(item, token, stop)
+    finally:
+        watcher.finish()
+        settle_batch(item.batch_id)
+
+
+def _claim(item_pk: int, token: str) -> BatchItem | None:
+    now = timezone.now()
+    free = Q(state=_STATE.PENDING) | Q(state=_STATE.RUNNING, claimed_at__lt=now - timedelta(seconds=LEASE_S))
+    with transaction.atomic():
+        taken = (BatchItem.objects.filter(free, pk=item_pk, batch__state__in=Batch.ACTIVE)
+                 .update(state=_STATE.RUNNING, claim=token, claimed_at=now, started_at=now,
+                         attempts=F("attempts") + 1))
+        if not taken:
+            return None
+        item = BatchItem.objects.select_related("batch", "batch__tenant").get(pk=item_pk)
+        Batch.objects.filter(pk=item.batch_id, state=Batch.State.QUEUED).update(state=Batch.State.RUNNING,
+                                                                                started_at=now)
+    return item
+
+
+def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
+    batch = item.batch
+    key = output_key(batch, item.index)
+    try:
+        voice = get_voice(batch.tenant, item.prompt_id)
+        features = load_features_by_key(voice.features_key, voice.features_sha256)
+        audio = render_file(get_loaded_engine(), features, item.text, batch.audio_format, batch.sample_rate,
+                            batch.instruct_text, stop)
+        if stop.is_set():
+            raise StreamStopped()
+        get_feature_store().put(key, audio.data)
+    except StreamStopped:
+        log.info("batch item %s stopped (cancelled or deleted)", item)
+        return Outcome.STOPPED
+    except (NotReady, StorageUnavailable, DatabaseError, OSError) as exc:
+        return _passing_failure(item, token, exc)
+    except ApiError as exc:
+        return _fail(item, token, exc.message)
+    except Exception as exc:
+        log.exception("batch item %s failed", item)
+        return _fail(item, token, f"synthesis failed: {exc.__class__.__name__}")
+    with transaction.atomic():
+        done = BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(
+            state=_STATE.SUCCEEDED, seconds=audio.seconds, output_key=key, output_sha256=sha256_hex(audio.data),
+            output_bytes=len(audio.data), error="", finished_at=timezone.now())
+        if done:
+            usage.record(batch.tenant_id, characters=len(item.text), audio_seconds=audio.seconds)
+    if done:
+        return Outcome.SUCCEEDED
+    current = BatchItem.objects.filter(pk=item.pk).values_list("state", flat=True).first()
+    if current in (None, _STATE.CANCELLED):  # deleted or cancelled meanwhile: leave no file behind
+        delete_blobs(key)
+        return Outcome.STOPPED
+    return Outcome.SKIPPED  # another run took it over (this one outlived its lease): its file is the same
+
+
+def _passing_failure(item: BatchItem, token: str, exc: Exception) -> Outcome:
+    if item.attempts >= MAX_ATTEMPTS:
+        return _fail(item, token, f"gave up after {item.attempts} attempts: {_reason(exc)}")
+    log.warning("batch item %s: %s; it will be retried", item, _reason(exc))
+    try:
+        BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(state=_STATE.PENDING,
+                                                                                      claim="")
+    except DatabaseError:
+        pass  # the lease runs out instead
+    return Outcome.RETRY
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, ApiError) else f"{exc.__class__.__name__}: {exc}"
+
+
+def _fail(item: BatchItem, token: str, message: str) -> Outcome:
+    BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(
+        state=_STATE.FAILED, error=message[:2000], finished_at=timezone.now())
+    return Outcome.FAILED
+
+
+def settle_batch(batch_pk: int) -> str | None:
+    """Close the job once no item is left to run; returns its final state if this call closed it."""
+    try:
+        with transaction.atomic():
+            batch = Batch.objects.select_for_update().filter(pk=batch_pk, state__in=Batch.ACTIVE).first()
+            if batch is None or batch.items.filter(state__in=[_STATE.PENDING, _STATE.RUNNING]).exists():
+                return None
+            succeeded = batch.items.filter(state=_STATE.SUCCEEDED).count()
+            total = batch.items.count()
+            if succeeded == total:
+                state = Batch.State.SUCCEEDED
+            elif succeeded == 0:
+                state = Batch.State.FAILED
+            else:
+                state = Batch.State.PARTIALLY_SUCCEEDED
+            Batch.objects.filter(pk=batch_pk).update(state=state, finished_at=timezone.now())
+    except DatabaseError as exc:
+        log.warning("could not settle batch %s: %s", batch_pk, exc)
+        return None
+    log.info("batch %s %s", batch_pk, state)
+    return state
+
+
+class _Watcher:
+    """Renews the run's lease and sets ``stop`` when the item is no longer this run's."""
+
+    def __init__(self, item_pk: int, token: str, stop: StopSignal) -> None:
+        self.item_pk = item_pk
+        self.token = token
+        self.stop = stop
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"batch-item-{item_pk}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self) -> None:
+        self._finished.set()
+        self._thread.join(timeout=WATCH_S + 5)
+
+    def _run(self) -> None:
+        renewed = time.monotonic()
+        try:
+            while not self._finished.wait(WATCH_S):
+                try:
+                    mine = BatchItem.objects.filter(pk=self.item_pk, state=_STATE.RUNNING, claim=self.token)
+                    if time.monotonic() - renewed >= LEASE_RENEW_S:
+                        held = mine.update(claimed_at=timezone.now())
+                        renewed = time.monotonic()
+                    else:
+                        held = mine.exists()
+                except DatabaseError as exc:  # the lease may run out; the final update decides
+                    log.warning("batch item %s: could not renew its lease: %s", self.item_pk, exc)
+                    close_old_connections()
+                    continue
+                if not held:
+                    self.stop.set()
+                    return
+        finally:
+            connection.close()

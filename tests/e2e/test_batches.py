@@ -1,0 +1,251 @@
+"""Batch jobs end to end, in both modes (a real Daphne; in distributed mode real Celery workers
+taking items off the batch queue, outputs in a real S3 server)."""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FEATURE_BUCKET
+from tests.e2e.support import decode_audio
+from tests.server import RunningServer
+
+MIXED_TEXTS = [
+    "你好，欢迎收听今天的新闻。",
+    "Good morning, here is the weather.",
+    "明天上午有小雨，下午转晴。",
+    "The library opens at nine.",
+    "请记得带伞。",
+    "Traffic on the bridge is light.",
+    "我们下周再见。",
+    "Thanks for listening, see you soon.",
+    "Version 2 ships on March 3rd.",
+    "今天是2026年12月7日。",
+]
+TERMINAL = {"succeeded", "partially_succeeded", "failed", "cancelled"}
+
+
+def put(server: RunningServer, batch_id: str, body: dict[str, Any] | bytes) -> httpx.Response:
+    if isinstance(body, bytes):
+        return httpx.put(f"{server.http}/batches/{batch_id}", content=body, timeout=60,
+                         headers={"Content-Type": "application/json"})
+    return httpx.put(f"{server.http}/batches/{batch_id}", json=body, timeout=60)
+
+
+def job(server: RunningServer, batch_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{server.http}/batches/{batch_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for(server: RunningServer, batch_id: str, done: Any, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = job(server, batch_id)
+        if done(current):
+            return current
+        time.sleep(0.5)
+    raise AssertionError(f"batch {batch_id} did not get there in {timeout} s: {current}\n{server.log_tail()}")
+
+
+def unique(label: str) -> str:
+    return f"{label}-{time.monotonic_ns() % 10**12}"
+
+
+def stored_outputs(server: RunningServer, fmt: str) -> set[str]:
+    """The item files in the server's store (local directory or S3 bucket) of the default tenant."""
+    if server.mode == "embedded":
+        return {str(p) for p in (server.data_dir / "voices" / "default").glob(f"*.{fmt}")}
+    from voices.s3 import make_client
+
+    env = server.env
+    client = make_client(env["TTS_S3_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"], access_key=env["AWS_ACCESS_KEY_ID"],
+                         secret_key=env["AWS_SECRET_ACCESS_KEY"])
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=FEATURE_BUCKET, Prefix="features/default/")
+    return {obj["Key"] for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(f".{fmt}")}
+
+
+def usage_characters(server: RunningServer) -> int:
+    return httpx.get(f"{server.http}/usage", timeout=30).json()["total"]["characters"]
+
+
+def test_a_mixed_chinese_english_job_runs_end_to_end(server: RunningServer, voice: str) -> None:
+    batch_id = unique("mixed")
+    body = {"prompt_id": voice, "audio_format": "mp3", "sample_rate": 22050,
+            "inputs": [{"text": text, "name": f"line-{i}"} for i, text in enumerate(MIXED_TEXTS)]}
+    used_before = usage_characters(server)
+    created = put(server, batch_id, body)
+    assert created.status_code == 201, created.text
+    answer = created.json()
+    assert answer["id"] == batch_id and answer["counts"]["total"] == 10
+    assert answer["characters"] == sum(len(t) for t in MIXED_TEXTS)
+    assert [item["name"] for item in answer["items"]] == [f"line-{i}" for i in range(10)]
+    assert "callback_secret" not in answer
+
+    final = wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+    assert final["state"] == "succeeded", final
+    assert final["progress"] == 1.0 and final["counts"]["succeeded"] == 10 and final["counts"]["pending"] == 0
+    assert final["started_at"] and final["finished_at"] and final["expires_at"]
+    total = 0.0
+    for item in final["items"]:
+        assert item["state"] == "succeeded" and item["error"] is None
+        response = httpx.get(f"{server.http}{item['url']}", timeout=30)
+        assert response.status_code == 200 and response.headers["content-type"] == "audio/mpeg"
+        audio, rate = decode_audio(response.content, "mp3", 22050)
+        assert rate == 22050
+        assert abs(len(audio) / rate - item["seconds"]) < 0.2, (len(audio) / rate, item)  # the whole text, once
+        assert item["seconds"] > 0.5
+        total += item["seconds"]
+    assert final["audio_seconds"] == pytest.approx(total, abs=0.01)
+    # counted once per item, when it succeeded
+    assert usage_characters(server) - used_before == final["characters"]
+
+    archive = httpx.get(f"{server.http}/batches/{batch_id}/archive", timeout=60)
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+        names = sorted(zf.namelist())
+        assert names == sorted(["manifest.json", *(f"{i}.mp3" for i in range(10))])
+        manifest = json.loads(zf.read("manifest.json"))
+        assert manifest["id"] == batch_id and len(manifest["items"]) == 10
+        first = httpx.get(f"{server.http}/batches/{batch_id}/items/0", timeout=30).content
+        assert zf.read("0.mp3") == first
+
+
+def test_the_same_put_again_is_200_and_another_body_409(server: RunningServer, voice: str) -> None:
+    batch_id = unique("retry")
+    body = {"prompt_id": voice, "inputs": [{"text": "Hello there."}], "audio_format": "wav"}
+    assert put(server, batch_id, body).status_code == 201
+    # the same job, spelled differently (key order, a default written out): a retry
+    again = put(server, batch_id, {"inputs": [{"text": "Hello there.", "name": None}], "audio_format": "wav",
+                                   "sample_rate": 24000, "prompt_id": voice, "ttl_hours": 168})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == batch_id
+    other = put(server, batch_id, {**body, "inputs": [{"text": "Something else."}]})
+    assert other.status_code == 409 and other.json()["error"] is True
+    listed = httpx.get(f"{server.http}/batches?limit=100", timeout=30).json()["batches"]
+    assert [b["id"] for b in listed].count(batch_id) == 1
+    wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+
+
+def test_listing_pages_newest_first_with_a_cursor(server: RunningServer, voice: str) -> None:
+    ids = [unique(f"page{i}") for i in range(3)]
+    for batch_id in ids:
+        assert put(server, batch_id, {"prompt_id": voice, "inputs": [{"text": "Hi."}], "audio_format": "pcm"}
+                   ).status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{server.http}/batches", params=params, timeout=30)
+        assert page.status_code == 200, page.text
+        data = page.json()
+        assert len(data["batches"]) <= 2 and all("items" not in b for b in data["batches"])
+        seen += [b["id"] for b in data["batches"]]
+        cursor = data["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    mine = [b for b in seen if b in ids]
+    assert mine == list(reversed(ids))  # newest first, each once
+    for bad in ("nonsense", "eyJiZWZvcmUiOiAiMSJ9", "-1"):
+        response = httpx.get(f"{server.http}/batches", params={"cursor": bad}, timeout=30)
+        assert response.status_code == 400 and response.json()["error"] is True
+    for bad in ("0", "101", "x", "1.5"):
+        assert httpx.get(f"{server.http}/batches", params={"limit": bad}, timeout=30).status_code == 400
+    for batch_id in ids:
+        wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+
+
+LONG_EN = ("This sentence is long enough to keep the engine busy for a few seconds, so that a cancel "
+           "arrives while the item is still being spoken, and not after it.")
+
+
+def test_cancel_stops_running_items_within_seconds_and_keeps_finished_ones(server: RunningServer, voice: str) -> None:
+    batch_id = unique("cancel")
+    inputs = [{"text": "Short first item."}] + [{"text": LONG_EN} for _ in range(5)]
+    assert put(server, batch_id, {"prompt_id": voice, "inputs": inputs}).status_code == 201
+    wait_for(server, batch_id, lambda j: j["items"][0]["state"] == "succeeded" and j["counts"]["running"] >= 1)
+    answer = httpx.post(f"{server.http}/batches/{batch_id}/cancel", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "cancelled"
+    cancelled_at = time.monotonic()
+    final = wait_for(server, batch_id, lambda j: j["counts"]["running"] == 0, timeout=30)
+    assert time.monotonic() - cancelled_at < 10
+    states = [item["state"] for item in final["items"]]
+    assert states[0] == "succeeded" and all(s == "cancelled" for s in states[1:]), states
+    time.sleep(3)  # a run that was stopped leaves nothing behind, and nothing more succeeds
+    later = job(server, batch_id)
+    assert [item["state"] for item in later["items"]] == states and later["state"] == "cancelled"
+    assert httpx.get(f"{server.http}/batches/{batch_id}/items/0", timeout=30).status_code == 200
+    missing = httpx.get(f"{server.http}/batches/{batch_id}/items/1", timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"] is True
+    # cancelling again changes nothing
+    assert httpx.post(f"{server.http}/batches/{batch_id}/cancel", timeout=30).json()["state"] == "cancelled"
+
+
+def test_delete_removes_the_job_and_every_file_it_wrote(server: RunningServer, voice: str) -> None:
+    batch_id = unique("delete")
+    before = stored_outputs(server, "flac")
+    inputs = [{"text": "One."}, {"text": "Two, and a little more."}, {"text": "三。"}]
+    assert put(server, batch_id, {"prompt_id": voice, "inputs": inputs, "audio_format": "flac"}).status_code == 201
+    wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+    written = stored_outputs(server, "flac") - before
+    assert len(written) == 3, written
+    deleted = httpx.delete(f"{server.http}/batches/{batch_id}", timeout=60)
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["files_deleted"] == 3
+    assert not (stored_outputs(server, "flac") & written)
+    assert httpx.get(f"{server.http}/batches/{batch_id}", timeout=30).status_code == 404
+    assert httpx.get(f"{server.http}/batches/{batch_id}/items/0", timeout=30).status_code == 404
+    assert httpx.delete(f"{server.http}/batches/{batch_id}", timeout=30).status_code == 404
+    # the id is free again, for a new job
+    assert put(server, batch_id, {"prompt_id": voice, "inputs": [{"text": "Again."}]}).status_code == 201
+    wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+
+
+def _bad_bodies(voice: str) -> list[tuple[str, Any, int]]:
+    ok_item = [{"text": "Hello."}]
+    return [
+        ("not json", b"{", 400),
+        ("a list", b"[]", 400),
+        ("no inputs", {"prompt_id": voice}, 400),
+        ("empty inputs", {"prompt_id": voice, "inputs": []}, 400),
+        ("too many inputs", {"prompt_id": voice, "inputs": [{"text": "a"}] * 1001}, 400),
+        ("input not an object", {"prompt_id": voice, "inputs": ["Hello."]}, 400),
+        ("empty text", {"prompt_id": voice, "inputs": [{"text": "  "}]}, 400),
+        ("text not a string", {"prompt_id": voice, "inputs": [{"text": 5}]}, 400),
+        ("text too long", {"prompt_id": voice, "inputs": [{"text": "a" * 20001}]}, 400),
+        ("NUL in text", {"prompt_id": voice, "inputs": [{"text": "a\x00b"}]}, 400),
+        ("unknown item field", {"prompt_id": voice, "inputs": [{"text": "a", "speed": 2}]}, 400),
+        ("no voice at all", {"inputs": ok_item}, 400),
+        ("unknown voice", {"prompt_id": "nobody-has-this-voice", "inputs": ok_item}, 404),
+        ("unknown item voice", {"prompt_id": voice, "inputs": [{"text": "a", "prompt_id": "nobody-either"}]}, 404),
+        ("bad format", {"prompt_id": voice, "inputs": ok_item, "audio_format": "ogg"}, 400),
+        ("bad rate", {"prompt_id": voice, "inputs": ok_item, "sample_rate": 12345}, 400),
+        ("rate as string", {"prompt_id": voice, "inputs": ok_item, "sample_rate": "24000"}, 400),
+        ("ttl zero", {"prompt_id": voice, "inputs": ok_item, "ttl_hours": 0}, 400),
+        ("ttl too long", {"prompt_id": voice, "inputs": ok_item, "ttl_hours": 745}, 400),
+        ("ttl not an integer", {"prompt_id": voice, "inputs": ok_item, "ttl_hours": 1.5}, 400),
+        ("callback", {"prompt_id": voice, "inputs": ok_item, "callback_url": "http://127.0.0.1:9/hook"}, 400),
+        ("destination", {"prompt_id": voice, "inputs": ok_item, "destination": "s3://bucket/x"}, 400),
+        ("timestamps", {"prompt_id": voice, "inputs": ok_item, "timestamps": True}, 400),
+        ("unknown field", {"prompt_id": voice, "inputs": ok_item, "priority": 1}, 400),
+    ]
+
+
+def test_every_bad_body_is_refused_and_creates_nothing(server: RunningServer, voice: str) -> None:
+    for label, body, status in _bad_bodies(voice):
+        batch_id = unique("bad")
+        response = put(server, batch_id, body)
+        assert response.status_code == status, (label, response.status_code, response.text)
+        assert response.json()["error"] is True and response.json()["message"], label
+        assert httpx.get(f"{server.http}/batches/{batch_id}", timeout=30).status_code == 404, label
+    for bad_id in ("ab", "x" * 65, "has space", "dots.in.it", "ünï"):
+        response = put(server, bad_id, {"prompt_id": voice, "inputs": [{"text": "Hello."}]})
+        assert response.status_code in (400, 404), (bad_id, response.text)
+        assert response.json()["error"] is True
