@@ -7,9 +7,9 @@ it -- and moves the row to ``succeeded`` only while it still holds the claim, in
 transaction that counts the usage. A run that lost its item (cancelled, deleted, or taken
 over after its lease ran out) counts nothing.
 
-The lease: while it renders, a run says it is alive every LEASE_RENEW_S; a row whose claim
-is older than LEASE_S belongs to a run that died (worker killed, server stopped) and may be
-claimed again. The same watcher stops the render within about WATCH_S of a cancel.
+The lease: while it renders, a run says it is alive every quarter of TTS_BATCH_LEASE_SECONDS;
+a row whose claim is older than that belongs to a run that died (worker killed, server
+stopped) and may be claimed again. The same watcher stops the render within about WATCH_S of a cancel.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -37,9 +38,6 @@ from voices.services import delete_blobs, get_voice, load_features_by_key
 
 log = logging.getLogger(__name__)
 
-#: a claim not renewed for this long belongs to a run that died
-LEASE_S = 60.0
-LEASE_RENEW_S = 15.0
 #: how often a running item looks at its row (cancel, delete)
 WATCH_S = 1.0
 #: runs that failed for a passing reason (storage, database, engine still loading) before the item fails
@@ -93,9 +91,14 @@ def run_item(item_pk: int) -> Outcome:
         settle_batch(item.batch_id)
 
 
+def lease_expired_before() -> datetime:
+    """Claims older than this belong to runs that died."""
+    return timezone.now() - timedelta(seconds=settings.TTS_BATCH_LEASE_SECONDS)
+
+
 def _claim(item_pk: int, token: str) -> BatchItem | None:
     now = timezone.now()
-    free = Q(state=_STATE.PENDING) | Q(state=_STATE.RUNNING, claimed_at__lt=now - timedelta(seconds=LEASE_S))
+    free = Q(state=_STATE.PENDING) | Q(state=_STATE.RUNNING, claimed_at__lt=lease_expired_before())
     with transaction.atomic():
         taken = (BatchItem.objects.filter(free, pk=item_pk, batch__state__in=Batch.ACTIVE)
                  .update(state=_STATE.RUNNING, claim=token, claimed_at=now, started_at=now,
@@ -208,11 +211,12 @@ class _Watcher:
 
     def _run(self) -> None:
         renewed = time.monotonic()
+        renew_every = settings.TTS_BATCH_LEASE_SECONDS / 4
         try:
             while not self._finished.wait(WATCH_S):
                 try:
                     mine = BatchItem.objects.filter(pk=self.item_pk, state=_STATE.RUNNING, claim=self.token)
-                    if time.monotonic() - renewed >= LEASE_RENEW_S:
+                    if time.monotonic() - renewed >= renew_every:
                         held = mine.update(claimed_at=timezone.now())
                         renewed = time.monotonic()
                     else:

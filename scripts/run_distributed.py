@@ -169,22 +169,28 @@ def ensure_s3(supervisor: Supervisor, endpoint: str, feature_store: str) -> dict
 
 
 def start_processes(supervisor: Supervisor, env: dict[str, str]) -> None:
-    """Two Celery workers and Daphne, supervised."""
+    """Two Celery workers for streams and clones, one for batch items (a process of its own at a
+    lower CPU priority, one item at a time: batch work never takes a thread or a core from live
+    streams or clones), and Daphne, supervised."""
     python = sys.executable
     streams = env.get("TTS_WORKER_STREAMS", "4")
     synthesis = env.get("TTS_SYNTHESIS_QUEUE", "synthesis")
     clone = env.get("TTS_CLONE_QUEUE_NAME", "clone")
     batch = env.get("TTS_BATCH_QUEUE", "batch")
-    worker = [python, "-m", "celery", "-A", "workers.celery_app", "worker", "-P", "threads", "-c", streams,
-              "--without-gossip", "--without-mingle", "-l", "INFO"]
+    def celery_worker(threads: str) -> list[str]:
+        return [python, "-m", "celery", "-A", "workers.celery_app", "worker", "-P", "threads", "-c", threads,
+                "--without-gossip", "--without-mingle", "-l", "INFO"]
+
+    worker = celery_worker(streams)
     # A worker may take TTS_WORKER_DRAIN_SECONDS to let its streams finish, then some to exit.
     drain = float(env.get("TTS_WORKER_DRAIN_SECONDS") or 30) + 15
     host, port = env.get("HOST", "0.0.0.0"), env.get("PORT", "12244")
     for service in (
-        Service("worker 1", [*worker, "-Q", f"{synthesis},{batch}", "--hostname", "synth1@%h"], stage=0,
+        Service("worker 1", [*worker, "-Q", synthesis, "--hostname", "synth1@%h"], stage=0, stop_timeout=drain),
+        Service("worker 2", [*worker, "-Q", f"{synthesis},{clone}", "--hostname", "synth2@%h"], stage=0,
                 stop_timeout=drain),
-        Service("worker 2", [*worker, "-Q", f"{synthesis},{clone},{batch}", "--hostname", "synth2@%h"], stage=0,
-                stop_timeout=drain),
+        Service("worker 3 (batch)", ["nice", "-n", "10", *celery_worker("1"), "-Q", batch,
+                                     "--hostname", "batch1@%h"], stage=0, stop_timeout=drain),
         Service("daphne", [python, "-m", "daphne", "-b", host, "-p", port, "ttsplatform.asgi:application"], stage=1,
                 stop_timeout=15),
     ):

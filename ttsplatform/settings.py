@@ -155,6 +155,10 @@ TTS_WS_IDLE_TIMEOUT = envfloat("TTS_WS_IDLE_TIMEOUT", 300.0)
 # --- Batch jobs --------------------------------------------------------------------
 #: embedded mode: threads that run batch items (the engine runs them behind live streams)
 TTS_BATCH_THREADS = envint("TTS_BATCH_THREADS", 1, minimum=1)
+#: a running item whose run has not said it is alive for this long is taken over by another run
+TTS_BATCH_LEASE_SECONDS = envfloat("TTS_BATCH_LEASE_SECONDS", 60.0)
+#: how often expired jobs are deleted, and (distributed mode) items whose task was lost are queued again
+TTS_BATCH_SWEEP_SECONDS = envfloat("TTS_BATCH_SWEEP_SECONDS", 30.0)
 
 # --- Voices and cloning ------------------------------------------------------------
 TTS_FEATURE_CACHE_SIZE = envint("TTS_FEATURE_CACHE_SIZE", 64, minimum=1)

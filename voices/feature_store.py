@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,7 @@ class FeatureStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str, sha256: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
+    def keys(self) -> Iterator[tuple[str, float]]: ...
 
 
 def _check_key(key: str) -> str:
@@ -62,6 +64,19 @@ class LocalFeatureStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def keys(self) -> Iterator[tuple[str, float]]:
+        """(key, modified epoch seconds) of every blob; files that are not blobs (temporary
+        files of a write in progress) are left out."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("*/*"):
+            key = f"{path.parent.name}/{path.name}"
+            if _KEY_RE.match(key):
+                try:
+                    yield key, path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+
 
 class S3FeatureStore:
     """Blobs as objects ``<prefix>/<key>`` in one bucket; each put is a single atomic PUT."""
@@ -85,6 +100,13 @@ class S3FeatureStore:
 
     def delete(self, key: str) -> None:
         s3.delete_object(self.client, self._location(key))
+
+    def keys(self) -> Iterator[tuple[str, float]]:
+        start = len(self.base.key) + 1 if self.base.key else 0
+        for name, modified in s3.list_objects(self.client, self.base):
+            key = name[start:]
+            if _KEY_RE.match(key):
+                yield key, modified
 
 
 @functools.cache

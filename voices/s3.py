@@ -234,3 +234,12 @@ def delete_object(client: S3Client, location: S3Location) -> None:
     """Delete; a key that is already gone is fine (S3 answers 204 either way)."""
     with s3_errors(client, location):
         client.delete_object(Bucket=location.bucket, Key=location.key)
+
+
+def list_objects(client: S3Client, location: S3Location) -> Iterator[tuple[str, float]]:
+    """(key, last-modified epoch seconds) of every object under ``location``'s prefix."""
+    prefix = f"{location.key}/" if location.key else ""
+    with s3_errors(client, location):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["LastModified"].timestamp()

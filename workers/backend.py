@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Celery's Redis transport keeps a queue's prioritised messages in lists named queue + sep + step.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+_PRIORITY_SUFFIXES = redis_keys.CELERY_PRIORITY_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.db import close_old_connections
 
+from django.conf import settings
+
 from batches.execution import Outcome, next_pending_item, release_orphans, run_item
+from batches.sweep import purge_expired, purge_orphan_blobs
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,8 @@ IDLE_POLL_S = 5.0
 #: pause after a run that failed for a passing reason, doubling to RETRY_MAX_S
 RETRY_BASE_S = 1.0
 RETRY_MAX_S = 60.0
+#: how often the sweep thread also looks for orphaned blobs
+ORPHAN_SWEEP_EVERY_S = 3600.0
 
 
 class BatchPool:
@@ -28,6 +34,7 @@ class BatchPool:
         self._wake = threading.Event()
         self._threads = [threading.Thread(target=self._run, name=f"tts-batch-{i}", daemon=True)
                          for i in range(threads)]
+        self._threads.append(threading.Thread(target=self._sweep, name="tts-batch-sweep", daemon=True))
         self._started = False
         self._lock = threading.Lock()
 
@@ -73,3 +80,23 @@ class BatchPool:
                 backoff = min(RETRY_MAX_S, backoff * 2)
             else:
                 backoff = RETRY_BASE_S
+
+    def _sweep(self) -> None:
+        """Expired jobs go every TTS_BATCH_SWEEP_SECONDS, blobs nothing points at every hour."""
+        orphans_due = 0.0
+        while True:
+            self._sleep(settings.TTS_BATCH_SWEEP_SECONDS)
+            close_old_connections()
+            try:
+                purge_expired()
+                if time.monotonic() >= orphans_due:
+                    orphans_due = time.monotonic() + ORPHAN_SWEEP_EVERY_S
+                    purge_orphan_blobs()
+            except Exception as exc:  # noqa: BLE001 - the database or the store away: next period
+                log.warning("batch sweep failed: %s", exc)
+            finally:
+                close_old_connections()
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        threading.Event().wait(seconds)

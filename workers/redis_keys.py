@@ -8,6 +8,12 @@ WORKERS = f"{PREFIX}:workers"
 WORKER_ENGINE_LOAD = f"{PREFIX}:workers:engine-load"
 #: sorted set: job id -> time its worker's claim expires (running synthesis jobs)
 ACTIVE_JOBS = f"{PREFIX}:jobs:active"
+#: lock held by the worker that sweeps batch jobs this period (one sweep at a time, any worker)
+BATCH_SWEEP_LOCK = f"{PREFIX}:batches:sweep"
+#: lock held by the worker that looks for orphaned blobs this hour
+ORPHAN_SWEEP_LOCK = f"{PREFIX}:blobs:orphan-sweep"
+#: Celery's Redis transport keeps a queue's prioritised messages in lists named queue + sep + step
+CELERY_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 #: how long a worker's or job's registration lasts without a heartbeat
 REGISTRATION_TTL_S = 6.0
 #: how long an abandoned text stream or clone reply may linger in Redis

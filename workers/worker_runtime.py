@@ -212,6 +212,10 @@ def _register(sender: Any = None, **_: object) -> None:
     queues = set(sender.app.amqp.queues.consume_from) if sender is not None else set()
     if settings.TTS_SYNTHESIS_QUEUE in queues:
         runtime.take_streams(settings.TTS_SYNTHESIS_QUEUE, settings.TTS_WORKER_STREAMS, settings.TTS_JOB_START_TIMEOUT)
+    if settings.TTS_BATCH_QUEUE in queues:
+        from workers import batch_sweeper  # imports models: only once Django is set up, as tasks are
+
+        batch_sweeper.start(runtime.name)
 
 
 @signals.worker_shutting_down.connect

@@ -326,7 +326,7 @@ def test_a_killed_daphne_is_restarted(launcher: Launcher) -> None:
 
 def test_sigterm_stops_everything(launcher: Launcher) -> None:
     children = _children(launcher.process.pid)
-    assert len(children) == 4, children  # two workers, Daphne, weed mini
+    assert len(children) == 5, children  # two stream workers, the batch worker, Daphne, weed mini
     launcher.process.send_signal(signal.SIGTERM)
     assert launcher.process.wait(timeout=60) == 0, launcher.log()[-4000:]
     deadline = time.monotonic() + 10
