@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse
 
 from api.http import json_endpoint, json_response
-from batches import services
+from batches import callbacks, services
 from batches.errors import ItemNotReady
 from batches.validation import check_batch_id, parse_create
 from core.errors import ApiError, NotReady
@@ -70,6 +70,8 @@ async def _create(request: HttpRequest, batch_id: str) -> HttpResponse:
     quota = await sync_to_async(quotas.limits_of)(caller.tenant.id)
     quotas.check_payload(quota, len(request.body))
     spec = parse_create(validation.parse_json_object(request.body), settings.TTS_MAX_TEXT_CHARS)
+    if spec.callback_url:
+        await run_in_pool("io", callbacks.check_callback_url, spec.callback_url)  # resolves its host
     tenant = caller.tenant
     existing = await sync_to_async(services.existing_batch)(tenant, batch_id, spec)
     if existing is None:

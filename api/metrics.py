@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 from prometheus_client import (
@@ -30,6 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from batches import stats as batch_stats
 from core.errors import ApiError
 from workers import backend, executors
 
@@ -119,6 +121,38 @@ class _RedisGauges:
 
 REDIS_GAUGES = _RedisGauges()
 REGISTRY.register(REDIS_GAUGES)  # type: ignore[arg-type]
+
+
+class _BatchGauges:
+    """Batch jobs, read from the database at scrape time (batches/stats.py)."""
+
+    def __init__(self) -> None:
+        #: (items by state, backlog, recent item seconds, sorted) of the latest scrape; None: not read
+        self.snapshot: tuple[dict[str, int], int, list[float]] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.snapshot is None:
+            return
+        counts, waiting, took = self.snapshot
+        items = GaugeMetricFamily("tts_batch_items", "Batch items of the jobs still stored, by state (outcomes: "
+                                  "succeeded, failed, cancelled)", labels=["state"])
+        for state, value in counts.items():
+            items.add_metric([state], value)
+        yield items
+        yield GaugeMetricFamily("tts_batch_backlog", "Batch items waiting to run (pending items of active jobs)",
+                                value=waiting)
+        latency = GaugeMetricFamily("tts_batch_item_seconds", "Wall seconds from claim to success of the batch "
+                                    "items that succeeded in the last 10 minutes", labels=["stat"])
+        if took:
+            for stat, q in (("p50", 0.5), ("p95", 0.95)):
+                latency.add_metric([stat], took[min(len(took) - 1, int(q * len(took)))])
+            latency.add_metric(["max"], took[-1])
+        latency.add_metric(["count"], len(took))
+        yield latency
+
+
+BATCH_GAUGES = _BatchGauges()
+REGISTRY.register(BATCH_GAUGES)  # type: ignore[arg-type]
 
 # Children bound once: the per-chunk hooks do no label lookups.
 _TTFA_FROM_TEXT = TTFA.labels(since="first_text")
@@ -227,7 +261,16 @@ async def timed_clone(work: Awaitable[bool]) -> bool:
 # --- scrape-time gauges ------------------------------------------------------------------
 
 
+def _read_batch_stats() -> tuple[dict[str, int], int, list[float]]:
+    return batch_stats.item_counts(), batch_stats.backlog(), batch_stats.recent_item_seconds()
+
+
 async def _refresh_gauges() -> None:
+    try:
+        BATCH_GAUGES.snapshot = await sync_to_async(_read_batch_stats)()
+    except Exception as exc:  # noqa: BLE001 - the database away: the scrape answers without them
+        log.warning("metrics: could not read batch jobs (%s)", exc.__class__.__name__)
+        BATCH_GAUGES.snapshot = None
     for name, (waiting, busy) in executors.pool_stats().items():
         POOL_QUEUE.labels(pool=name).set(waiting)
         POOL_BUSY.labels(pool=name).set(busy)

@@ -105,9 +105,11 @@ _JOB = {"type": "object", "required": ["id", "state", "progress", "counts"], "pr
     "counts": {"type": "object", "properties": {k: {"type": "integer"} for k in (
         "total", "succeeded", "failed", "cancelled", "running", "pending")}},
     "characters": {"type": "integer"}, "audio_seconds": {"type": "number"},
-    "items": {"type": "array", "items": _ITEM}}}
+    "items": {"type": "array", "items": _ITEM},
+    "callback": {"type": "object", "description": "delivery of the callback, when the job has one"},
+    "callback_secret": {"type": "string", "description": "in the create answer only, once"}}}
 _BATCH_BODY = {
-    "type": "object", "required": ["inputs"], "additionalProperties": False,
+    "type": "object", "required": ["prompt_id", "inputs"], "additionalProperties": False,
     "properties": {
         "prompt_id": {**_prompt_id(), "description": "the voice of every item without its own"},
         "audio_format": {"enum": list(FORMATS)},
@@ -119,7 +121,10 @@ _BATCH_BODY = {
                 "name": {"type": ["string", "null"], "maxLength": MAX_NAME_CHARS, "pattern": "^[^\\u0000]*$"},
                 "prompt_id": _prompt_id()}}},
         "timestamps": {"const": False, "description": "word timings are not supported by batch jobs yet"},
-        "callback_url": {"type": "null", "description": "not supported yet"},
+        "callback_url": {"type": ["string", "null"], "maxLength": 2048, "pattern": "^https?://[^/?#\\s@]+",
+                         "description": "http(s) URL the job (without items) is POSTed to when it ends, signed "
+                         "`X-TTS-Signature: sha256=<HMAC-SHA256 hex of the body>` with the callback_secret the "
+                         "create answer returns once; no private addresses unless the server allows them"},
         "destination": {"type": "null", "description": "not supported yet"},
         "ttl_hours": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_HOURS},
     },
@@ -196,8 +201,8 @@ SCHEMA: dict[str, Any] = {
                 "summary": "The caller's batch jobs, newest first (without their items)",
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                     "description": "the `next` of the page before"}],
+                    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
+                     "description": "the `next` of the page before (anything else: 400)"}],
                 "responses": {"200": {"description": "a page of jobs", **_json({"type": "object", "properties": {
                     "batches": {"type": "array", "items": _JOB}, "next": {"type": ["string", "null"]}}})},
                     **_errors(400, 401, 403, 405)},

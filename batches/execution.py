@@ -26,6 +26,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import F, Q
 from django.utils import timezone
 
+from batches import callbacks
 from batches.models import Batch, BatchItem
 from core.errors import ApiError, NotReady
 from synthesis.engines.base import StopSignal, StreamStopped
@@ -189,6 +190,7 @@ def settle_batch(batch_pk: int) -> str | None:
         log.warning("could not settle batch %s: %s", batch_pk, exc)
         return None
     log.info("batch %s %s", batch_pk, state)
+    callbacks.job_ended(batch_pk)
     return state
 
 

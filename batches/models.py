@@ -35,6 +35,13 @@ class Batch(models.Model):
     callback_secret = models.CharField(max_length=64, blank=True)
     destination = models.CharField(max_length=1024, blank=True)
     ttl_hours = models.PositiveIntegerField(default=168)
+    #: delivery of the callback: "" (none due), pending, sending, delivered, failed
+    callback_state = models.CharField(max_length=16, blank=True, db_index=True)
+    callback_attempts = models.PositiveSmallIntegerField(default=0)
+    callback_next_at = models.DateTimeField(null=True, blank=True)
+    callback_claimed_at = models.DateTimeField(null=True, blank=True)
+    callback_delivered_at = models.DateTimeField(null=True, blank=True)
+    callback_error = models.TextField(blank=True)
     state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED, db_index=True)
     #: characters of all items' texts (reserved against the daily quota at creation)
     characters = models.PositiveIntegerField(default=0)

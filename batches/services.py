@@ -12,11 +12,12 @@ from datetime import timedelta
 from typing import IO, Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
+from batches import callbacks
 from batches.errors import BatchConflict, ItemNotReady, UnknownBatch
 from batches.models import Batch, BatchItem
+from batches.shape import annotated_batches, describe
 from batches.validation import BatchSpec
 from synthesis.encoding import FORMATS
 from tenants import quotas
@@ -34,18 +35,6 @@ DEFAULT_PAGE = 20
 ARCHIVE_SPOOL_BYTES = 16 * 1024 * 1024
 
 _ITEM_STATES = BatchItem.State
-
-
-def annotated_batches() -> QuerySet[Batch]:
-    """Batches with their item counts and audio seconds, in the same query."""
-    return Batch.objects.annotate(
-        n_total=Count("items"),
-        n_succeeded=Count("items", filter=Q(items__state=_ITEM_STATES.SUCCEEDED)),
-        n_failed=Count("items", filter=Q(items__state=_ITEM_STATES.FAILED)),
-        n_cancelled=Count("items", filter=Q(items__state=_ITEM_STATES.CANCELLED)),
-        n_running=Count("items", filter=Q(items__state=_ITEM_STATES.RUNNING)),
-        seconds=Sum("items__seconds", filter=Q(items__state=_ITEM_STATES.SUCCEEDED)),
-    )
 
 
 def get_batch(tenant: Tenant, batch_id: str, annotated: bool = False) -> Batch:
@@ -119,49 +108,6 @@ def pending_item_ids(batch: Batch) -> list[int]:
 
 # --- reading -------------------------------------------------------------------------------
 
-def describe(batch: Batch, items: list[BatchItem] | None = None) -> dict[str, Any]:
-    """The public job shape (shared/spec/API.md); ``batch`` from :func:`_annotated`."""
-    total = batch.n_total
-    done = batch.n_succeeded + batch.n_failed + batch.n_cancelled
-    job: dict[str, Any] = {
-        "id": batch.batch_id,
-        "state": batch.state,
-        "prompt_id": batch.prompt_id,
-        "audio_format": batch.audio_format,
-        "sample_rate": batch.sample_rate,
-        "created_at": _iso(batch.created_at),
-        "started_at": _iso(batch.started_at),
-        "finished_at": _iso(batch.finished_at),
-        "expires_at": _iso(batch.expires_at),
-        "progress": round(done / total, 4) if total else 1.0,
-        "counts": {"total": total, "succeeded": batch.n_succeeded, "failed": batch.n_failed,
-                   "cancelled": batch.n_cancelled, "running": batch.n_running, "pending": total - done},
-        "characters": batch.characters,
-        "audio_seconds": round(batch.seconds or 0.0, 3),
-    }
-    if items is not None:
-        job["items"] = [_describe_item(batch, item) for item in items]
-    return job
-
-
-def _describe_item(batch: Batch, item: BatchItem) -> dict[str, Any]:
-    succeeded = item.state == _ITEM_STATES.SUCCEEDED
-    return {
-        "index": item.index,
-        "name": item.name,
-        "prompt_id": item.prompt_id,
-        "state": item.state,
-        "seconds": item.seconds if succeeded else None,
-        "url": f"/batches/{batch.batch_id}/items/{item.index}" if succeeded else None,
-        "error": item.error or None,
-        "words": item.words,
-    }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def job_with_items(tenant: Tenant, batch_id: str) -> dict[str, Any]:
     """One query for the job and its counts, one for its items."""
     batch = get_batch(tenant, batch_id, annotated=True)
@@ -219,6 +165,7 @@ def cancel(tenant: Tenant, batch_id: str) -> bool:
         batch.items.filter(state__in=[_ITEM_STATES.PENDING, _ITEM_STATES.RUNNING]).update(
             state=_ITEM_STATES.CANCELLED, claim="", finished_at=now)
         Batch.objects.filter(pk=batch.pk).update(state=Batch.State.CANCELLED, finished_at=now)
+    callbacks.job_ended(batch.pk)
     return True
 
 

@@ -12,7 +12,7 @@ import time
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import services
+from batches import callbacks, services
 from batches.errors import UnknownBatch
 from batches.execution import lease_expired_before
 from batches.models import Batch, BatchItem
@@ -37,6 +37,11 @@ def items_to_requeue(queue_is_empty: bool) -> list[int]:
         lost |= Q(state=BatchItem.State.PENDING)
     return list(BatchItem.objects.filter(lost, batch__state__in=Batch.ACTIVE).order_by("batch_id", "index")
                 .values_list("pk", flat=True)[:REQUEUE_LIMIT])
+
+
+def deliver_callbacks() -> int:
+    """Retry the callbacks that are due (and take over those whose sender died)."""
+    return callbacks.deliver_due()
 
 
 def purge_expired() -> tuple[int, int]:

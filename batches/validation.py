@@ -18,6 +18,7 @@ MAX_NAME_CHARS = 200
 MAX_INSTRUCT_CHARS = 500
 DEFAULT_TTL_HOURS = 168
 MAX_TTL_HOURS = 744
+MAX_CALLBACK_URL_CHARS = 2048
 #: fields a create body may have; anything else is a typo the client should hear about
 FIELDS = frozenset({"prompt_id", "audio_format", "sample_rate", "instruct_text", "inputs", "timestamps",
                     "callback_url", "destination", "ttl_hours"})
@@ -69,9 +70,9 @@ def parse_create(data: dict[str, Any], max_text_chars: int) -> BatchSpec:
     unknown = sorted(set(data) - FIELDS)
     if unknown:
         raise InvalidRequest(f"unknown field {unknown[0]!r}; a batch takes {', '.join(sorted(FIELDS))}")
-    prompt_id = data.get("prompt_id")
-    if prompt_id is not None:
-        prompt_id = check_prompt_id(prompt_id, "prompt_id")
+    if data.get("prompt_id") is None:
+        raise InvalidRequest("prompt_id is required: the voice of every item that does not name its own")
+    prompt_id = check_prompt_id(data["prompt_id"], "prompt_id")
     fmt = _audio_format(data.get("audio_format"))
     rate = _sample_rate(data.get("sample_rate"), fmt)
     instruct = data.get("instruct_text")
@@ -89,8 +90,12 @@ def parse_create(data: dict[str, Any], max_text_chars: int) -> BatchSpec:
         raise InvalidRequest("timestamps must be true or false")
     if timestamps:
         raise InvalidRequest("timestamps are not supported by batch jobs on this server yet")
-    if data.get("callback_url") not in (None, ""):
-        raise InvalidRequest("callback_url is not supported by batch jobs on this server yet")
+    callback_url = data.get("callback_url")
+    if callback_url is None:
+        callback_url = ""
+    if not isinstance(callback_url, str) or len(callback_url) > MAX_CALLBACK_URL_CHARS:
+        raise InvalidRequest(f"callback_url must be an http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters")
+    callback_url = callback_url.strip()
     if data.get("destination") not in (None, ""):
         raise InvalidRequest("destination is not supported by batch jobs on this server yet; "
                              "download the items or the archive")
@@ -99,7 +104,7 @@ def parse_create(data: dict[str, Any], max_text_chars: int) -> BatchSpec:
         ttl = DEFAULT_TTL_HOURS
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_HOURS:
         raise InvalidRequest(f"ttl_hours must be an integer from 1 to {MAX_TTL_HOURS}")
-    return BatchSpec(prompt_id or items[0].prompt_id, fmt, rate, instruct, items, False, "", "", ttl)
+    return BatchSpec(prompt_id, fmt, rate, instruct, items, False, callback_url, "", ttl)
 
 
 def _audio_format(value: Any) -> str:
@@ -119,7 +124,7 @@ def _sample_rate(value: Any, fmt: str) -> int:
     return value
 
 
-def _items(value: Any, prompt_id: str | None, max_text_chars: int) -> tuple[ItemSpec, ...]:
+def _items(value: Any, prompt_id: str, max_text_chars: int) -> tuple[ItemSpec, ...]:
     if not isinstance(value, list) or not value:
         raise InvalidRequest(f"inputs must be a list of 1 to {MAX_ITEMS} items")
     if len(value) > MAX_ITEMS:
@@ -146,7 +151,5 @@ def _items(value: Any, prompt_id: str | None, max_text_chars: int) -> tuple[Item
             raise InvalidRequest(f"{where}.name must be a string of at most {MAX_NAME_CHARS} characters")
         own = raw.get("prompt_id")
         voice = check_prompt_id(own, f"{where}.prompt_id") if own is not None else prompt_id
-        if voice is None:
-            raise InvalidRequest(f"{where} has no voice: give prompt_id for the job or for the item")
         items.append(ItemSpec(text, name, voice))
     return tuple(items)

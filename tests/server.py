@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -95,13 +96,17 @@ class RunningServer:
 
     # --- distributed mode: workers -------------------------------------------------------
 
-    def start_worker(self, queues: str = "synthesis,clone,batch") -> subprocess.Popen[bytes]:
+    def start_worker(self, queues: str = "synthesis,clone,batch", threads: int | None = None,
+                     nice: int = 0) -> subprocess.Popen[bytes]:
+        """A Celery worker (``nice``: at that lower CPU priority, as make run-distributed's batch worker)."""
         n = len(self.workers) + 1
         log = open(self.data_dir / f"worker{n}.log", "ab")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-P", "threads",
-             "-c", self.env.get("TTS_WORKER_STREAMS", "4"), "-Q", queues, "--hostname", f"w{n}-{self.port}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+            [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-m", "celery", "-A",
+             "workers.celery_app", "worker", "-P", "threads",
+             "-c", str(threads or self.env.get("TTS_WORKER_STREAMS", "4")), "-Q", queues,
+             "--hostname", f"w{n}-{self.port}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-l", "INFO"],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         self.workers.append(worker)
@@ -142,9 +147,11 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, mode: str = "embedded", extra_env: dict[str, str] | None = None,
-                 ready_timeout: float = 240.0, workers: int = 2) -> RunningServer:
+                 ready_timeout: float = 240.0, workers: int = 2,
+                 worker_specs: list[dict[str, Any]] | None = None) -> RunningServer:
     """Migrate, start Daphne (and in distributed mode ``workers`` Celery workers), wait until ready.
 
+    ``worker_specs``: start_worker's arguments for each worker, instead of ``workers`` alike.
     Distributed mode needs TTS_REDIS_URL, TTS_DATABASE_URL and a TTS_FEATURE_STORE every
     process can reach in ``extra_env`` (see tests/conftest.py).
     """
@@ -161,6 +168,9 @@ def start_server(data_dir: Path, mode: str = "embedded", extra_env: dict[str, st
         # Clone refinement is a minute of background CPU per clone: off unless a test asks
         # for it (tests/e2e/test_refine.py), so other tests' timings are not disturbed.
         "TTS_REFINE": "0",
+        # Batch callbacks go to a receiver on this machine; sweeps (callback retries, lost items) every 2 s.
+        "TTS_CALLBACK_ALLOW_PRIVATE_URLS": "1",
+        "TTS_BATCH_SWEEP_SECONDS": "2",
         **(extra_env or {}),
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env, check=True,
@@ -175,9 +185,10 @@ def start_server(data_dir: Path, mode: str = "embedded", extra_env: dict[str, st
     server = RunningServer(mode, port, data_dir, process, log_path, env)
     try:
         if mode == "distributed":
-            for _ in range(workers):
-                server.start_worker()
-            server.wait_for_workers(workers, ready_timeout)
+            specs = worker_specs if worker_specs is not None else [{}] * workers
+            for spec in specs:
+                server.start_worker(**spec)
+            server.wait_for_workers(len(specs), ready_timeout)
         _wait_healthy(server, ready_timeout)
     except BaseException:
         server.stop()

@@ -152,14 +152,6 @@ TTS_MAX_STREAMS = envint("TTS_MAX_STREAMS", 16, minimum=1)
 TTS_MAX_TEXT_CHARS = envint("TTS_MAX_TEXT_CHARS", 20000, minimum=100)
 TTS_WS_IDLE_TIMEOUT = envfloat("TTS_WS_IDLE_TIMEOUT", 300.0)
 
-# --- Batch jobs --------------------------------------------------------------------
-#: embedded mode: threads that run batch items (the engine runs them behind live streams)
-TTS_BATCH_THREADS = envint("TTS_BATCH_THREADS", 1, minimum=1)
-#: a running item whose run has not said it is alive for this long is taken over by another run
-TTS_BATCH_LEASE_SECONDS = envfloat("TTS_BATCH_LEASE_SECONDS", 60.0)
-#: how often expired jobs are deleted, and (distributed mode) items whose task was lost are queued again
-TTS_BATCH_SWEEP_SECONDS = envfloat("TTS_BATCH_SWEEP_SECONDS", 30.0)
-
 # --- Voices and cloning ------------------------------------------------------------
 TTS_FEATURE_CACHE_SIZE = envint("TTS_FEATURE_CACHE_SIZE", 64, minimum=1)
 TTS_CLONE_WORKERS = envint("TTS_CLONE_WORKERS", 1, minimum=1)
@@ -189,6 +181,20 @@ TTS_REFINE_SECONDS = envfloat("TTS_REFINE_SECONDS", 120.0)
 #: clone queue, dropped when unclaimed for this many seconds (TTS_REFINE_EXPIRES).
 TTS_REFINE_QUEUE = envint("TTS_REFINE_QUEUE", 8, minimum=0)
 TTS_REFINE_EXPIRES = envfloat("TTS_REFINE_EXPIRES", 900.0)
+
+# --- Batch jobs --------------------------------------------------------------------
+#: embedded mode: threads that run batch items (the engine runs them behind live streams)
+TTS_BATCH_THREADS = envint("TTS_BATCH_THREADS", 1, minimum=1)
+#: a running item whose run has not said it is alive for this long is taken over by another run
+TTS_BATCH_LEASE_SECONDS = envfloat("TTS_BATCH_LEASE_SECONDS", 60.0)
+#: how often expired jobs are deleted, and (distributed mode) items whose task was lost are queued again
+TTS_BATCH_SWEEP_SECONDS = envfloat("TTS_BATCH_SWEEP_SECONDS", 30.0)
+#: batch callbacks may go to private, local or reserved addresses (default: as TTS_ALLOW_PRIVATE_URLS)
+TTS_CALLBACK_ALLOW_PRIVATE_URLS = envbool("TTS_CALLBACK_ALLOW_PRIVATE_URLS", TTS_ALLOW_PRIVATE_URLS)
+#: a callback that fails is retried, backing off from 1 s to 10 min, for this long after the job ended
+TTS_CALLBACK_RETRY_SECONDS = envfloat("TTS_CALLBACK_RETRY_SECONDS", 86400.0)
+#: how long one callback POST may take
+TTS_CALLBACK_TIMEOUT = envfloat("TTS_CALLBACK_TIMEOUT", 10.0)
 
 # --- Logs and metrics ------------------------------------------------------------------
 #: "plain": one line per record, `` [rid=<request id>]`` appended when known. "json": one JSON

@@ -67,16 +67,31 @@ def fetch_url_checked(url: str, *, max_bytes: int, timeout_s: float, address_all
     raise ApiError(f"{_PREFIX}: more than {MAX_REDIRECTS} redirects")
 
 
-def check_url(url: str) -> httpx.URL:
+def post_checked(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float,
+                 address_allowed: AddressCheck, label: str) -> int:
+    """POST ``body`` to ``url`` through the same address-checked connections as a fetch (no
+    redirects followed: a 3xx is the receiver's answer); returns the status. ApiError (403
+    for a refused address) when no answer came."""
+    deadline = time.monotonic() + timeout_s
+    target = check_url(url, label)
+    backend = _GuardedBackend(address_allowed, deadline, label)
+    with httpx.Client(transport=_GuardedTransport(backend, f"could not reach {label}"),
+                      timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False) as client:
+        response = client.post(target, content=body, headers=headers)
+        return response.status_code
+
+
+def check_url(url: str, label: str = "") -> httpx.URL:
     """Parse ``url`` and refuse anything but http(s) with a host."""
+    prefix = f"bad {label}" if label else _PREFIX
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise ApiError(f"{_PREFIX}: malformed URL") from None
+        raise ApiError(f"{prefix}: malformed URL") from None
     if parsed.scheme not in ("http", "https"):
-        raise ApiError(f"{_PREFIX}: only http and https URLs are allowed")
+        raise ApiError(f"{prefix}: only http and https URLs are allowed")
     if not parsed.host:
-        raise ApiError(f"{_PREFIX}: the URL has no host")
+        raise ApiError(f"{prefix}: the URL has no host")
     return parsed
 
 
@@ -181,9 +196,10 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _GuardedBackend(httpcore.NetworkBackend):
-    def __init__(self, address_allowed: AddressCheck, deadline: float) -> None:
+    def __init__(self, address_allowed: AddressCheck, deadline: float, label: str = "prompt_audio URL") -> None:
         self._allowed = address_allowed
         self._deadline = deadline
+        self._label = label
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -198,8 +214,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
         if not all(self._allowed(ip) for ip in addresses):
             # The address is not echoed: that would map internal DNS names for a caller.
             raise Forbidden(
-                "prompt_audio URL points to a private, local or reserved network address, "
-                "which this server does not fetch"
+                f"{self._label} points to a private, local or reserved network address, "
+                "which this server does not connect to"
             )
         error: Exception = httpcore.ConnectError(f"cannot connect to {host}")
         for ip in addresses:
@@ -223,18 +239,19 @@ class _GuardedBackend(httpcore.NetworkBackend):
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Any = None
     ) -> httpcore.NetworkStream:
-        raise Forbidden(f"{_PREFIX}: unix sockets are not allowed")
+        raise Forbidden(f"{self._label}: unix sockets are not allowed")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
 
 class _CoreBody(httpx.SyncByteStream):
-    def __init__(self, response: httpcore.Response) -> None:
+    def __init__(self, response: httpcore.Response, prefix: str) -> None:
         self._response = response
+        self._prefix = prefix
 
     def __iter__(self) -> Iterator[bytes]:
-        with _mapped_errors():
+        with _mapped_errors(self._prefix):
             yield from self._response.iter_stream()
 
     def close(self) -> None:
@@ -244,8 +261,9 @@ class _CoreBody(httpx.SyncByteStream):
 class _GuardedTransport(httpx.BaseTransport):
     """A plain httpx transport over an httpcore pool that uses our backend."""
 
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+    def __init__(self, backend: httpcore.NetworkBackend, prefix: str = _PREFIX) -> None:
         self._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=backend)
+        self._prefix = prefix
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         core_request = httpcore.Request(
@@ -260,12 +278,12 @@ class _GuardedTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with _mapped_errors():
+        with _mapped_errors(self._prefix):
             core_response = self._pool.handle_request(core_request)
         return httpx.Response(
             status_code=core_response.status,
             headers=core_response.headers,
-            stream=_CoreBody(core_response),
+            stream=_CoreBody(core_response, self._prefix),
             extensions=core_response.extensions,
         )
 
@@ -274,15 +292,15 @@ class _GuardedTransport(httpx.BaseTransport):
 
 
 @contextmanager
-def _mapped_errors() -> Iterator[None]:
+def _mapped_errors(prefix: str = _PREFIX) -> Iterator[None]:
     """httpcore failures become messages a client can act on."""
     try:
         yield
     except httpcore.TimeoutException:
-        raise ApiError(f"{_PREFIX}: timed out") from None
+        raise ApiError(f"{prefix}: timed out") from None
     except httpcore.ConnectError:
-        raise ApiError(f"{_PREFIX}: connection failed") from None
+        raise ApiError(f"{prefix}: connection failed") from None
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        raise ApiError(f"{_PREFIX}: the connection broke ({exc.__class__.__name__})") from None
+        raise ApiError(f"{prefix}: the connection broke ({exc.__class__.__name__})") from None
     except httpcore.UnsupportedProtocol:
-        raise ApiError(f"{_PREFIX}: unsupported protocol") from None
+        raise ApiError(f"{prefix}: unsupported protocol") from None

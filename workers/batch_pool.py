@@ -16,7 +16,7 @@ from django.db import close_old_connections
 from django.conf import settings
 
 from batches.execution import Outcome, next_pending_item, release_orphans, run_item
-from batches.sweep import purge_expired, purge_orphan_blobs
+from batches.sweep import deliver_callbacks, purge_expired, purge_orphan_blobs
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,14 @@ class BatchPool:
                 backoff = RETRY_BASE_S
 
     def _sweep(self) -> None:
-        """Expired jobs go every TTS_BATCH_SWEEP_SECONDS, blobs nothing points at every hour."""
+        """Callbacks due are retried and expired jobs go every TTS_BATCH_SWEEP_SECONDS, blobs nothing
+        points at every hour."""
         orphans_due = 0.0
         while True:
             self._sleep(settings.TTS_BATCH_SWEEP_SECONDS)
             close_old_connections()
             try:
+                deliver_callbacks()
                 purge_expired()
                 if time.monotonic() >= orphans_due:
                     orphans_due = time.monotonic() + ORPHAN_SWEEP_EVERY_S

@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 
-from batches.sweep import items_to_requeue, purge_expired, purge_orphan_blobs
+from batches.sweep import deliver_callbacks, items_to_requeue, purge_expired, purge_orphan_blobs
 from core.redis_clients import sync_redis
 from workers import redis_keys, remote
 
@@ -42,6 +42,7 @@ def sweep_once(worker: str) -> None:
     if requeue:
         log.info("queueing %d batch items again (their task was lost, or their run died)", len(requeue))
         remote.send_batch_items(requeue)
+    deliver_callbacks()
     purge_expired()
     if sync_redis().set(redis_keys.ORPHAN_SWEEP_LOCK, worker, nx=True, ex=ORPHAN_SWEEP_EVERY_S):
         purge_orphan_blobs()

@@ -2,10 +2,15 @@
 taking items off the batch queue, outputs in a real S3 server)."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.server
 import io
 import json
+import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +18,7 @@ import pytest
 
 from tests.conftest import FEATURE_BUCKET
 from tests.e2e.support import decode_audio
+from tests.e2e.test_metrics import get, scrape
 from tests.server import RunningServer
 
 MIXED_TEXTS = [
@@ -104,6 +110,14 @@ def test_a_mixed_chinese_english_job_runs_end_to_end(server: RunningServer, voic
     assert final["audio_seconds"] == pytest.approx(total, abs=0.01)
     # counted once per item, when it succeeded
     assert usage_characters(server) - used_before == final["characters"]
+
+    samples = scrape(server)  # the same numbers from any web process: read from the database
+    assert get(samples, "tts_batch_items", state="succeeded") >= 10
+    assert get(samples, "tts_batch_item_seconds", stat="count") >= 10
+    assert 0 < get(samples, "tts_batch_item_seconds", stat="p50") <= get(samples, "tts_batch_item_seconds", stat="max")
+    assert ("tts_batch_backlog", frozenset()) in samples
+    if server.mode == "distributed":
+        assert ("tts_queue_depth", frozenset({("queue", "batch")})) in samples
 
     archive = httpx.get(f"{server.http}/batches/{batch_id}/archive", timeout=60)
     assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
@@ -231,7 +245,11 @@ def _bad_bodies(voice: str) -> list[tuple[str, Any, int]]:
         ("ttl zero", {"prompt_id": voice, "inputs": ok_item, "ttl_hours": 0}, 400),
         ("ttl too long", {"prompt_id": voice, "inputs": ok_item, "ttl_hours": 745}, 400),
         ("ttl not an integer", {"prompt_id": voice, "inputs": ok_item, "ttl_hours": 1.5}, 400),
-        ("callback", {"prompt_id": voice, "inputs": ok_item, "callback_url": "http://127.0.0.1:9/hook"}, 400),
+        ("callback not http", {"prompt_id": voice, "inputs": ok_item, "callback_url": "ftp://example.com/x"}, 400),
+        ("callback without host", {"prompt_id": voice, "inputs": ok_item, "callback_url": "http:///hook"}, 400),
+        ("callback not a string", {"prompt_id": voice, "inputs": ok_item, "callback_url": 5}, 400),
+        ("callback too long", {"prompt_id": voice, "inputs": ok_item,
+                               "callback_url": "http://example.com/" + "a" * 2048}, 400),
         ("destination", {"prompt_id": voice, "inputs": ok_item, "destination": "s3://bucket/x"}, 400),
         ("timestamps", {"prompt_id": voice, "inputs": ok_item, "timestamps": True}, 400),
         ("unknown field", {"prompt_id": voice, "inputs": ok_item, "priority": 1}, 400),
@@ -249,3 +267,63 @@ def test_every_bad_body_is_refused_and_creates_nothing(server: RunningServer, vo
         response = put(server, bad_id, {"prompt_id": voice, "inputs": [{"text": "Hello."}]})
         assert response.status_code in (400, 404), (bad_id, response.text)
         assert response.json()["error"] is True
+
+
+class CallbackReceiver:
+    """A real HTTP server on this machine that records each POST and answers 500 to the
+    first ``fail_first`` of them, 200 after."""
+
+    def __init__(self, fail_first: int) -> None:
+        self.calls: list[tuple[dict[str, str], bytes, int]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = 500 if len(receiver.calls) < fail_first else 200
+                receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/tts?tenant=a"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[CallbackReceiver]:
+    r = CallbackReceiver(fail_first=1)
+    yield r
+    r.stop()
+
+
+def test_the_callback_is_signed_retried_after_a_500_and_delivered_once(server: RunningServer, voice: str,
+                                                                       receiver: CallbackReceiver) -> None:
+    batch_id = unique("callback")
+    body = {"prompt_id": voice, "inputs": [{"text": "Done soon."}, {"text": "马上就好。"}], "callback_url": receiver.url}
+    created = put(server, batch_id, body)
+    assert created.status_code == 201, created.text
+    secret = created.json()["callback_secret"]
+    assert len(secret) == 64
+    assert "callback_secret" not in put(server, batch_id, body).json()  # shown once, at creation
+    wait_for(server, batch_id, lambda j: j.get("callback", {}).get("state") == "delivered", timeout=120)
+    time.sleep(4)  # two sweeps more: nothing is sent again
+    assert [status for _, _, status in receiver.calls] == [500, 200]
+    for headers, raw, _ in receiver.calls:
+        expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["x-tts-signature"], expected)
+        assert headers["content-type"] == "application/json"
+        sent = json.loads(raw)
+        assert sent["id"] == batch_id and sent["state"] == "succeeded" and sent["counts"]["succeeded"] == 2
+        assert "items" not in sent and "callback_secret" not in json.dumps(sent) and secret not in raw.decode()
+    final = job(server, batch_id)
+    assert final["callback"]["attempts"] == 2 and final["callback"]["error"] is None
+    assert "callback_secret" not in final

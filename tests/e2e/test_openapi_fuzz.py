@@ -3,9 +3,10 @@ every built-in check (no 5xx, responses match the document, schema-valid request
 refused, schema-invalid ones are), a bounded number of examples per operation.
 
 The positive-data check (a schema-valid request is not refused with 400) is left out where the
-verdict is not the JSON's: a /clone body still needs real audio in ``prompt_audio``, and a
-cache path with a component longer than the filesystem's NAME_MAX bytes cannot be used. No
-JSON schema can say either.
+verdict is not the JSON's: a /clone body still needs real audio in ``prompt_audio``, a cache
+path with a component longer than the filesystem's NAME_MAX bytes cannot be used, a batch
+list cursor must be one the server gave out, and a batch callback URL must resolve to a
+public address. No JSON schema can say any of these.
 """
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def test_every_operation_answers_as_documented(case, fuzz_key: str) -> None:
 def _judged_beyond_json(case) -> bool:
     if case.operation.path == "/clone":
         return True
+    query = case.query if isinstance(case.query, dict) else {}
+    if case.operation.path == "/batches" and query.get("cursor"):
+        return True  # a cursor is one this server gave out: no schema can say which
     body = case.body if isinstance(case.body, dict) else {}
+    if case.operation.path == "/batches/{batch_id}" and body.get("callback_url"):
+        return True  # a callback URL must resolve to a public address: DNS, not JSON, says whether it does
     paths = [body.get(field) for field in ("cache_dir", "cache_path")]
     return any(isinstance(p, str) and any(len(part.encode()) > NAME_MAX for part in p.split("/")) for p in paths)
