@@ -255,7 +255,7 @@ SCHEMA: dict[str, Any] = {
                 "parameters": [_BATCH_ID],
                 "responses": {"200": {"description": "the archive", "content": {
                     "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                    **_errors(401, 403, 404, 405)},
+                    **_errors(401, 403, 404, 405, 413)},
             }
         },
         "/health": {

@@ -110,7 +110,9 @@ def deliver(batch_pk: int) -> str | None:
            | Q(callback_state=State.SENDING, callback_claimed_at__lt=now - timedelta(seconds=CLAIM_S)))
     if not Batch.objects.filter(due, pk=batch_pk).update(callback_state=State.SENDING, callback_claimed_at=now):
         return None
-    batch = annotated_batches().get(pk=batch_pk)
+    batch = annotated_batches().filter(pk=batch_pk).first()
+    if batch is None:
+        return None  # deleted meanwhile
     body = json.dumps(describe(batch, with_callback=False), ensure_ascii=False, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(batch.callback_secret, body),
                "User-Agent": "ttsplatform-batch-callback/1", "X-TTS-Batch-Id": batch.batch_id}

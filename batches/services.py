@@ -11,6 +11,7 @@ import zipfile
 from datetime import timedelta
 from typing import IO, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from batches import callbacks
 from batches.errors import BatchConflict, ItemNotReady, UnknownBatch
 from batches.models import Batch, BatchItem
 from batches.shape import annotated_batches, describe
+from core.errors import PayloadTooLarge
 from batches.validation import BatchSpec
 from synthesis.encoding import FORMATS
 from tenants import quotas
@@ -151,9 +153,10 @@ def _decode_cursor(cursor: str) -> int:
 
 # --- changing ------------------------------------------------------------------------------
 
-def cancel(tenant: Tenant, batch_id: str) -> bool:
+def cancel(tenant: Tenant, batch_id: str, notify: bool = True) -> bool:
     """Stop the job's pending and running items (running ones stop within seconds: their run
-    watches its row). Finished items stay. Returns whether the job was still active."""
+    watches its row). Finished items stay. Returns whether the job was still active.
+    ``notify``: the job's callback, if it has one, says it ended (not when it is being deleted)."""
     with transaction.atomic():
         try:
             batch = Batch.objects.select_for_update().get(tenant=tenant, batch_id=batch_id)
@@ -165,7 +168,8 @@ def cancel(tenant: Tenant, batch_id: str) -> bool:
         batch.items.filter(state__in=[_ITEM_STATES.PENDING, _ITEM_STATES.RUNNING]).update(
             state=_ITEM_STATES.CANCELLED, claim="", finished_at=now)
         Batch.objects.filter(pk=batch.pk).update(state=Batch.State.CANCELLED, finished_at=now)
-    callbacks.job_ended(batch.pk)
+    if notify:
+        callbacks.job_ended(batch.pk)
     return True
 
 
@@ -173,7 +177,7 @@ def delete(tenant: Tenant, batch_id: str) -> int:
     """Cancel the job if needed, then delete it and every output it has; returns how many
     files were deleted. A run still writing its item deletes its own file when it finds the
     row gone (batches/execution.py)."""
-    cancel(tenant, batch_id)
+    cancel(tenant, batch_id, notify=False)
     with transaction.atomic():
         batch = get_batch(tenant, batch_id)
         keys = [k for k in batch.items.exclude(output_key="").values_list("output_key", flat=True)]
@@ -207,6 +211,10 @@ def archive(tenant: Tenant, batch_id: str) -> IO[bytes]:
     ``<index>.<extension>``; spooled to disk past ARCHIVE_SPOOL_BYTES. The caller closes it."""
     batch = get_batch(tenant, batch_id, annotated=True)
     items = list(batch.items.all())
+    size = sum(item.output_bytes for item in items if item.state == _ITEM_STATES.SUCCEEDED)
+    if size > settings.TTS_BATCH_ARCHIVE_MAX_BYTES:
+        raise PayloadTooLarge(f"the job's files come to {size} bytes, more than an archive may hold "
+                              f"({settings.TTS_BATCH_ARCHIVE_MAX_BYTES}); download the items one by one")
     spec = FORMATS[batch.audio_format]
     store = get_feature_store()
     out = tempfile.SpooledTemporaryFile(max_size=ARCHIVE_SPOOL_BYTES)

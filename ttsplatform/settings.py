@@ -189,6 +189,8 @@ TTS_BATCH_THREADS = envint("TTS_BATCH_THREADS", 1, minimum=1)
 TTS_BATCH_LEASE_SECONDS = envfloat("TTS_BATCH_LEASE_SECONDS", 60.0)
 #: how often expired jobs are deleted, and (distributed mode) items whose task was lost are queued again
 TTS_BATCH_SWEEP_SECONDS = envfloat("TTS_BATCH_SWEEP_SECONDS", 30.0)
+#: GET /batches/<id>/archive refuses (413) jobs whose files come to more than this
+TTS_BATCH_ARCHIVE_MAX_BYTES = envint("TTS_BATCH_ARCHIVE_MAX_BYTES", 2 * 1024**3, minimum=1024)
 #: batch callbacks may go to private, local or reserved addresses (default: as TTS_ALLOW_PRIVATE_URLS)
 TTS_CALLBACK_ALLOW_PRIVATE_URLS = envbool("TTS_CALLBACK_ALLOW_PRIVATE_URLS", TTS_ALLOW_PRIVATE_URLS)
 #: a callback that fails is retried, backing off from 1 s to 10 min, for this long after the job ended

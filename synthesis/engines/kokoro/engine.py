@@ -294,6 +294,10 @@ class KokoroEngine:
         self._foreground_lock = threading.Lock()
         self._last_foreground = 0.0
         self._background = threading.local()
+        #: background runs in flight: what ends each (a stream that starts a run calls them all)
+        self._background_runs: dict[int, Callable[[], None]] = {}
+        #: background runs ended by a stream and run again later
+        self.preempted_runs = 0
         self._g2p = G2P(cache_dir=self.data_dir / "cache")
         self._session: Any = None
         self._vocab: dict[str, int] = {}
@@ -842,11 +846,12 @@ class KokoroEngine:
             F0_SCALE_INPUT: np.array([f0_scale], dtype=np.float32),
         }
         if getattr(self._background, "active", False):
-            self.yield_to_live_streams()
-            audio = self._run(feeds, None)
+            audio = self._run_behind_streams(feeds, stop)
         else:
             with self._foreground_lock:
                 self._foreground_runs += 1
+                for preempt in self._background_runs.values():
+                    preempt()  # a stream never waits for background work to finish its run
             try:
                 audio = self._run(feeds, stop)
             finally:
@@ -855,9 +860,38 @@ class KokoroEngine:
                     self._last_foreground = time.monotonic()
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
-    def yield_to_live_streams(self) -> None:
+    def _run_behind_streams(self, feeds: dict[str, np.ndarray], stop: StopSignal | None) -> np.ndarray:
+        """A background run: it waits while streams use the model, and a stream that starts a
+        run meanwhile ends it (ONNX Runtime's terminate flag, within one operator); it is run
+        again once the streams are quiet. Streams lose at most one operator to background work."""
+        while True:
+            self.yield_to_live_streams(stop)
+            preempted = StopSignal()
+            with self._foreground_lock:
+                if self._foreground_runs:
+                    continue
+                self._background_runs[id(preempted)] = preempted.set
+            try:
+                if stop is not None:
+                    forget = stop.on_set(preempted.set)
+                try:
+                    return self._run(feeds, preempted)
+                except StreamStopped:
+                    if stop is not None and stop.is_set():
+                        raise
+                    self.preempted_runs += 1  # a stream came: run it again when streams are quiet
+                finally:
+                    if stop is not None:
+                        forget()
+            finally:
+                with self._foreground_lock:
+                    self._background_runs.pop(id(preempted), None)
+
+    def yield_to_live_streams(self, stop: StopSignal | None = None) -> None:
         """Wait (background work) until no live stream has used the model for BACKGROUND_YIELD_S."""
         while self._foreground_runs or time.monotonic() - self._last_foreground < BACKGROUND_YIELD_S:
+            if stop is not None and stop.is_set():
+                raise StreamStopped()
             time.sleep(0.05)
 
     def _run(self, feeds: dict[str, np.ndarray], stop: StopSignal | None) -> np.ndarray:

@@ -176,3 +176,39 @@ def test_refinement_runs_the_model_only_after_live_streams_pause(engine: KokoroE
     assert live_seconds < 2.0, "the live run waited for the background one"
     assert background_done[0] >= live_done + 2.0
     assert engine._foreground_runs == 0
+
+
+def test_a_live_run_ends_a_background_run_in_flight_which_is_run_again_after(engine: KokoroEngine) -> None:
+    """Batch items and refinements run behind streams: a stream that needs the model while a
+    long background run holds it does not wait for that run; the background run is ended
+    (within one operator), then run again whole once the streams are quiet."""
+    import threading
+    import time
+
+    long_phonemes = engine._g2p.phonemize("这是一个很长的句子，用来让后台的模型运行持续好几秒钟，直到有直播请求到来为止。" * 2)
+    short = engine._g2p.phonemize("好的。")
+    style = engine.stock_features(engine.stock_voices()[0]).arrays["style"]
+    engine._infer(short, style, 1.0)
+    started = time.monotonic()
+    alone = engine._infer(long_phonemes, style, 1.0)
+    long_seconds = time.monotonic() - started
+    time.sleep(0.6)  # past BACKGROUND_YIELD_S: the background run starts at once
+
+    results: list[np.ndarray] = []
+
+    def background() -> None:
+        with engine.background_work():
+            results.append(engine._infer(long_phonemes, style, 1.0))
+
+    before = engine.preempted_runs
+    worker = threading.Thread(target=background)
+    worker.start()
+    time.sleep(min(0.3, long_seconds / 4))  # the background run is in flight
+    started = time.monotonic()
+    engine._infer(short, style, 1.0)
+    live_seconds = time.monotonic() - started
+    worker.join(60)
+    assert engine.preempted_runs == before + 1
+    assert live_seconds < 0.6 * long_seconds + 0.5, (live_seconds, long_seconds)
+    assert results and np.array_equal(results[0], alone)  # run again, whole
+    assert engine._foreground_runs == 0 and not engine._background_runs
