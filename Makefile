@@ -68,8 +68,8 @@ clean:
 	rm -rf $(VENV) var .pytest_cache
 
 # Benchmarks through the real API, both modes (bench/run.py; results in bench/results/):
-# `make bench-quick` takes under 3 minutes, `make bench` about 20 (2 cores). BENCH_ARGS passes options.
-.PHONY: bench bench-quick bench-agents
+# `make bench-quick` takes about 10 minutes, `make bench` about 20 (2 cores). BENCH_ARGS passes options.
+.PHONY: bench bench-quick bench-agents bench-batch
 $(VENV)/.installed-bench: $(VENV)/.installed-test requirements-bench.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	touch $@
@@ -82,12 +82,19 @@ bench-quick: $(VENV)/.installed-bench
 	scripts/ensure_postgres.sh
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
 	$(PY) -m bench.agent_streams --quick
+	$(PY) -m bench.batch_jobs --quick --modes embedded
 
 # Voice-agent streams (issue 19): greeting-first LLM-paced text, a cloned voice, 1/2/4/8 streams,
 # both modes; prints each target as a ratio against the in-process baseline of the same run.
 bench-agents: $(VENV)/.installed-bench
 	scripts/ensure_postgres.sh
 	$(PY) -m bench.agent_streams --modes embedded,distributed $(BENCH_ARGS)
+
+# Batch jobs (issue 20): a 50-item job's throughput against the engine in-process, and a stream's
+# time to first audio while a batch runs against idle, both modes (about 15 minutes on 2 cores).
+bench-batch: $(VENV)/.installed-bench
+	scripts/ensure_postgres.sh
+	$(PY) -m bench.batch_jobs --modes embedded,distributed $(BENCH_ARGS)
 
 # Cloning quality through the real API (bench/quality.py; results in bench/results/quality*):
 # SIM, discrimination, WER/CER (offline Whisper base), RTF, TTFA, clone time. `make bench-quality`

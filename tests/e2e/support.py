@@ -128,3 +128,13 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
         w.setframerate(sample_rate)
         w.writeframes(pcm.tobytes())
     return buf.getvalue()
+
+
+def s3_keys(env: dict[str, str], bucket: str, prefix: str, suffix: str = "") -> list[str]:
+    """Keys under ``prefix`` in a server's S3 bucket (``env``: the server's environment)."""
+    from voices.s3 import make_client
+
+    client = make_client(env["TTS_S3_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"], access_key=env["AWS_ACCESS_KEY_ID"],
+                         secret_key=env["AWS_SECRET_ACCESS_KEY"])
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(suffix)]

@@ -395,3 +395,43 @@ def test_dashboard_panels_need_the_matching_view_permission(server: RunningServe
     voices = staff_index(server, "voices.view_voice", "tenants.view_apikey")
     assert ">voices<" in voices and "active API keys" in voices
     assert "Recent platform events" not in voices and slug not in voices and prompt_id not in voices
+
+
+# --- batch jobs (issue 20) ----------------------------------------------------------------------
+
+
+def test_batch_jobs_show_progress_play_items_cancel_and_delete(server: RunningServer, admin: AdminClient,
+                                                              voice: str) -> None:
+    from tests.e2e.test_batches import LONG_EN, TERMINAL, put, unique, wait_for
+
+    done_id, busy_id = unique("adm-done"), unique("adm-busy")
+    assert put(server, done_id, {"prompt_id": voice, "inputs": [{"text": "One."}, {"text": "两个。"}]}).status_code == 201
+    wait_for(server, done_id, lambda j: j["state"] in TERMINAL)
+    assert put(server, busy_id, {"prompt_id": voice, "inputs": [{"text": LONG_EN}] * 4}).status_code == 201
+
+    listing = admin.get("/admin/batches/batch/")
+    assert listing.status_code == 200 and done_id in listing.text and "100% (2 ok, 0 failed)" in listing.text
+    pks = {batch_id: int(re.search(rf'/admin/batches/batch/(\d+)/change/"[^>]*>{batch_id}<', listing.text).group(1))
+           for batch_id in (done_id, busy_id)}
+    page = admin.get(f"/admin/batches/batch/{pks[done_id]}/change/")
+    assert page.status_code == 200
+    players = re.findall(r'<audio controls preload="none" src="([^"]+)">', page.text)
+    assert len(players) == 2
+    audio = admin.get(players[1])
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav" and audio.content[:4] == b"RIFF"
+    assert httpx.get(f"{server.http}{players[1]}", timeout=10).status_code == 302  # not without a session
+
+    cancelled = admin.post_form("/admin/batches/batch/", {"action": "cancel_jobs", "index": "0",
+                                                          "_selected_action": [str(pks[busy_id])]})
+    assert cancelled.status_code == 302
+    wait_for(server, busy_id, lambda j: j["state"] == "cancelled" and j["counts"]["running"] == 0, timeout=30)
+
+    deleted = admin.post_form("/admin/batches/batch/", {"action": "delete_jobs", "index": "0",
+                                                        "_selected_action": [str(pks[done_id]), str(pks[busy_id])]})
+    assert deleted.status_code == 302
+    for batch_id in (done_id, busy_id):
+        assert httpx.get(f"{server.http}/batches/{batch_id}", timeout=10).status_code == 404
+    assert httpx.get(f"{server.http}{players[1]}", timeout=10).status_code == 302
+    assert admin.get(players[1]).status_code == 404
+    events = admin.get("/admin/tenants/auditevent/").text
+    assert f"batch {busy_id}" in events and f"batch {done_id}" in events

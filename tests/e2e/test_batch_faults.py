@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import PROMPT_TEXTS
-from tests.e2e.support import decode_audio
+from tests.e2e.support import decode_audio, s3_keys
 from tests.e2e.test_batches import TERMINAL, put, wait_for
 from tests.e2e.test_tenants import clone
 from tests.s3server import S3Server
@@ -58,13 +58,7 @@ def healthy(stack: RunningServer) -> RunningServer:
 
 
 def outputs(stack: RunningServer) -> list[str]:
-    from voices.s3 import make_client
-
-    env = stack.env
-    client = make_client(env["TTS_S3_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"], access_key=env["AWS_ACCESS_KEY_ID"],
-                         secret_key=env["AWS_SECRET_ACCESS_KEY"])
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="features/")
-    return [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".wav")]
+    return s3_keys(stack.env, BUCKET, "features/", ".wav")
 
 
 def characters_used(stack: RunningServer) -> int:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import FEATURE_BUCKET
-from tests.e2e.support import decode_audio
+from tests.e2e.support import decode_audio, s3_keys
 from tests.e2e.test_metrics import get, scrape
 from tests.server import RunningServer
 
@@ -67,13 +67,7 @@ def stored_outputs(server: RunningServer, fmt: str) -> set[str]:
     """The item files in the server's store (local directory or S3 bucket) of the default tenant."""
     if server.mode == "embedded":
         return {str(p) for p in (server.data_dir / "voices" / "default").glob(f"*.{fmt}")}
-    from voices.s3 import make_client
-
-    env = server.env
-    client = make_client(env["TTS_S3_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"], access_key=env["AWS_ACCESS_KEY_ID"],
-                         secret_key=env["AWS_SECRET_ACCESS_KEY"])
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=FEATURE_BUCKET, Prefix="features/default/")
-    return {obj["Key"] for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(f".{fmt}")}
+    return set(s3_keys(server.env, FEATURE_BUCKET, "features/default/", f".{fmt}"))
 
 
 def usage_characters(server: RunningServer) -> int:
