@@ -19,7 +19,7 @@ from core.errors import ApiError, NotReady
 from tenants import audit, quotas
 from tenants.auth import Caller, caller_for_request
 from tenants.models import AuditEvent, Scope
-from voices import validation
+from voices import tone_cache, validation
 from workers import backend
 from workers.executors import run_in_pool
 
@@ -72,6 +72,9 @@ async def _create(request: HttpRequest, batch_id: str) -> HttpResponse:
     spec = parse_create(validation.parse_json_object(request.body), settings.TTS_MAX_TEXT_CHARS)
     if spec.callback_url:
         await run_in_pool("io", callbacks.check_callback_url, spec.callback_url)  # resolves its host
+    if spec.destination:
+        # 403 outside the caller's S3 roots (a key holder's: <TTS_S3_CACHE_ROOTS>/<tenant>)
+        tone_cache.confined_s3(spec.destination, tone_cache.CacheArea.of_caller(caller.tenant, caller.keyed))
     tenant = caller.tenant
     existing = await sync_to_async(services.existing_batch)(tenant, batch_id, spec)
     if existing is None:

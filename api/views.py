@@ -27,7 +27,7 @@ async def _caller(request: HttpRequest, scope: str | None = None) -> Caller:
 
 
 def _area(caller: Caller) -> tone_cache.CacheArea:
-    return tone_cache.CacheArea.of_tenant(caller.tenant) if caller.keyed else tone_cache.CacheArea.server_wide()
+    return tone_cache.CacheArea.of_caller(caller.tenant, caller.keyed)
 
 
 async def _audit(caller: Caller, action: str, prompt_id: str = "", detail: str = "") -> None:

@@ -26,7 +26,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import callbacks
+from batches import callbacks, destination
 from batches.models import Batch, BatchItem
 from core.errors import ApiError, NotReady
 from synthesis.engines.base import StopSignal, StreamStopped
@@ -123,6 +123,7 @@ def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
         if stop.is_set():
             raise StreamStopped()
         get_feature_store().put(key, audio.data)
+        destination.write_item(batch, item.index, audio.data)
     except StreamStopped:
         log.info("batch item %s stopped (cancelled or deleted)", item)
         return Outcome.STOPPED
@@ -190,6 +191,7 @@ def settle_batch(batch_pk: int) -> str | None:
         log.warning("could not settle batch %s: %s", batch_pk, exc)
         return None
     log.info("batch %s %s", batch_pk, state)
+    destination.write_manifest(batch_pk)
     callbacks.job_ended(batch_pk)
     return state
 

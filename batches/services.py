@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from batches import callbacks
+from batches import callbacks, destination
 from batches.errors import BatchConflict, ItemNotReady, UnknownBatch
 from batches.models import Batch, BatchItem
 from batches.shape import annotated_batches, describe
@@ -169,6 +169,7 @@ def cancel(tenant: Tenant, batch_id: str, notify: bool = True) -> bool:
             state=_ITEM_STATES.CANCELLED, claim="", finished_at=now)
         Batch.objects.filter(pk=batch.pk).update(state=Batch.State.CANCELLED, finished_at=now)
     if notify:
+        destination.write_manifest(batch.pk)
         callbacks.job_ended(batch.pk)
     return True
 

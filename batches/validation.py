@@ -10,6 +10,7 @@ from typing import Any
 from synthesis.encoding import FORMATS
 from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE
 from voices.errors import InvalidRequest
+from voices.s3 import parse_s3_url
 from voices.validation import check_prompt_id
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
@@ -19,6 +20,7 @@ MAX_INSTRUCT_CHARS = 500
 DEFAULT_TTL_HOURS = 168
 MAX_TTL_HOURS = 744
 MAX_CALLBACK_URL_CHARS = 2048
+MAX_DESTINATION_CHARS = 1024
 #: fields a create body may have; anything else is a typo the client should hear about
 FIELDS = frozenset({"prompt_id", "audio_format", "sample_rate", "instruct_text", "inputs", "timestamps",
                     "callback_url", "destination", "ttl_hours"})
@@ -96,15 +98,20 @@ def parse_create(data: dict[str, Any], max_text_chars: int) -> BatchSpec:
     if not isinstance(callback_url, str) or len(callback_url) > MAX_CALLBACK_URL_CHARS:
         raise InvalidRequest(f"callback_url must be an http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters")
     callback_url = callback_url.strip()
-    if data.get("destination") not in (None, ""):
-        raise InvalidRequest("destination is not supported by batch jobs on this server yet; "
-                             "download the items or the archive")
+    destination = data.get("destination")
+    if destination is None:
+        destination = ""
+    if not isinstance(destination, str) or len(destination) > MAX_DESTINATION_CHARS:
+        raise InvalidRequest(f"destination must be an s3://bucket/prefix of at most {MAX_DESTINATION_CHARS} characters")
+    destination = destination.strip()
+    if destination:
+        destination = parse_s3_url(destination).url  # InvalidRequest when it is not one
     ttl = data.get("ttl_hours", DEFAULT_TTL_HOURS)
     if ttl is None:
         ttl = DEFAULT_TTL_HOURS
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_HOURS:
         raise InvalidRequest(f"ttl_hours must be an integer from 1 to {MAX_TTL_HOURS}")
-    return BatchSpec(prompt_id, fmt, rate, instruct, items, False, callback_url, "", ttl)
+    return BatchSpec(prompt_id, fmt, rate, instruct, items, False, callback_url, destination, ttl)
 
 
 def _audio_format(value: Any) -> str:

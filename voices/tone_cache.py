@@ -86,6 +86,11 @@ class CacheArea:
         return cls(settings.TTS_PATH_ROOTS, settings.TTS_S3_CACHE_ROOTS)
 
     @classmethod
+    def of_caller(cls, tenant: Tenant, keyed: bool) -> CacheArea:
+        """A key holder's own area; the server-wide one for open mode's callers."""
+        return cls.of_tenant(tenant) if keyed else cls.server_wide()
+
+    @classmethod
     def of_tenant(cls, tenant: Tenant) -> CacheArea:
         """A key-holding tenant's own area: <TTS_TENANT_CACHE_ROOT>/<slug>, and <s3 root>/<slug>."""
         local = settings.TTS_TENANT_CACHE_ROOT / tenant.slug
@@ -132,7 +137,7 @@ def save_bundle(tenant: Tenant, cache_dir: str, prompt_ids: list[str], area: Cac
     """Write the listed voices (all of the tenant's when empty) and return the bundle's location."""
     area = area or CacheArea.server_wide()
     if _is_s3(cache_dir):
-        return _save_s3(tenant, _confined_s3(cache_dir, area).child(BUNDLE_NAME), prompt_ids)
+        return _save_s3(tenant, confined_s3(cache_dir, area).child(BUNDLE_NAME), prompt_ids)
     directory = resolve_client_path(cache_dir, area.local_roots, must_exist=False, kind="dir")
     data, count = _bundle_for(tenant, prompt_ids)
     path = directory / BUNDLE_NAME
@@ -220,7 +225,7 @@ def load_bundle(tenant: Tenant, cache_path: str, prompt_ids: list[str], area: Ca
     """Restore the listed voices (all in the bundle when empty) into the tenant. All or nothing."""
     area = area or CacheArea.server_wide()
     if _is_s3(cache_path):
-        target = _bundle_object(_confined_s3(cache_path, area))
+        target = _bundle_object(confined_s3(cache_path, area))
         data = s3.get_bytes(s3.get_client(), target, max_bytes=settings.TTS_CACHE_MAX_BYTES)
         source = target.url
     else:
@@ -231,8 +236,9 @@ def load_bundle(tenant: Tenant, cache_path: str, prompt_ids: list[str], area: Ca
     return [v.prompt_id for v in voices]
 
 
-def _confined_s3(raw: str, area: CacheArea | None = None) -> s3.S3Location:
-    """Parse an s3:// cache location; it must lie under one of the area's s3 roots (if any are set)."""
+def confined_s3(raw: str, area: CacheArea | None = None) -> s3.S3Location:
+    """Parse an s3:// location (a tone cache, a batch job's destination); it must lie under one of
+    the area's s3 roots (if any are set)."""
     location = s3.parse_s3_url(raw)
     roots = (area or CacheArea.server_wide()).s3_roots
     if roots is not None and not any(_s3_within(location, s3.parse_s3_url(root)) for root in roots):

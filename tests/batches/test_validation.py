@@ -48,7 +48,9 @@ def test_the_same_job_spelled_differently_has_one_digest() -> None:
     {"prompt_id": "a", "inputs": [{"text": "x"}], "ttl_hours": "5"},
     {"prompt_id": "a", "inputs": [{"text": "x"}], "instruct_text": 3},
     {"prompt_id": "a", "inputs": [{"text": "x"}], "timestamps": "yes"},
-    {"prompt_id": "a", "inputs": [{"text": "x"}], "destination": "s3://b/p"},
+    {"prompt_id": "a", "inputs": [{"text": "x"}], "destination": "https://example.com/out"},
+    {"prompt_id": "a", "inputs": [{"text": "x"}], "destination": "s3://bucket/../up"},
+    {"prompt_id": "a", "inputs": [{"text": "x"}], "destination": "s3:///no-bucket"},
     {"prompt_id": "a", "inputs": [{"text": "x"}], "callback_url": ["http://x"]},
     {"prompt_id": "a", "inputs": [{"text": "x"}], "extra": 1},
 ])
@@ -56,6 +58,11 @@ def test_bad_bodies_name_their_problem(body: dict) -> None:
     with pytest.raises(InvalidRequest) as refused:
         parse_create(body, LIMIT)
     assert refused.value.status == 400 and refused.value.message
+
+
+def test_a_destination_is_an_s3_prefix_written_one_way() -> None:
+    spec = parse_create({"prompt_id": "a", "inputs": [{"text": "x"}], "destination": "s3://out-bucket/jobs/"}, LIMIT)
+    assert spec.destination == "s3://out-bucket/jobs"
 
 
 def test_opus_takes_its_own_rate() -> None:

@@ -244,7 +244,8 @@ def _bad_bodies(voice: str) -> list[tuple[str, Any, int]]:
         ("callback not a string", {"prompt_id": voice, "inputs": ok_item, "callback_url": 5}, 400),
         ("callback too long", {"prompt_id": voice, "inputs": ok_item,
                                "callback_url": "http://example.com/" + "a" * 2048}, 400),
-        ("destination", {"prompt_id": voice, "inputs": ok_item, "destination": "s3://bucket/x"}, 400),
+        ("destination not s3", {"prompt_id": voice, "inputs": ok_item, "destination": "https://example.com/x"}, 400),
+        ("destination climbs", {"prompt_id": voice, "inputs": ok_item, "destination": "s3://bucket/a/../b"}, 400),
         ("timestamps", {"prompt_id": voice, "inputs": ok_item, "timestamps": True}, 400),
         ("unknown field", {"prompt_id": voice, "inputs": ok_item, "priority": 1}, 400),
     ]
@@ -321,3 +322,35 @@ def test_the_callback_is_signed_retried_after_a_500_and_delivered_once(server: R
     final = job(server, batch_id)
     assert final["callback"]["attempts"] == 2 and final["callback"]["error"] is None
     assert "callback_secret" not in final
+
+
+def test_a_destination_gets_every_file_and_the_manifest(server: RunningServer, voice: str, s3_server) -> None:
+    from tests.e2e.test_tenants import make_tenant
+
+    s3_server.create_bucket("tts-batch-out")
+    batch_id, prefix = unique("dest"), unique("jobs")
+    body = {"prompt_id": voice, "inputs": [{"text": "First."}, {"text": "第二。"}], "audio_format": "m4a",
+            "destination": f"s3://tts-batch-out/{prefix}/"}
+    assert put(server, batch_id, body).status_code == 201
+    final = wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+    assert final["state"] == "succeeded", final
+    deadline = time.monotonic() + 20  # the manifest is written as the job ends
+    while len(keys := sorted(s3_keys(s3_server.env(), "tts-batch-out", f"{prefix}/"))) < 3 \
+            and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert keys == [f"{prefix}/{batch_id}/{name}" for name in ("0.m4a", "1.m4a", "manifest.json")], keys
+    client = s3_server.client()
+    for index in (0, 1):
+        copy = client.get_object(Bucket="tts-batch-out", Key=f"{prefix}/{batch_id}/{index}.m4a")["Body"].read()
+        assert copy == httpx.get(f"{server.http}/batches/{batch_id}/items/{index}", timeout=30).content
+    manifest = json.loads(client.get_object(Bucket="tts-batch-out", Key=f"{prefix}/{batch_id}/manifest.json")["Body"]
+                          .read())
+    assert manifest["id"] == batch_id and manifest["state"] == "succeeded" and len(manifest["items"]) == 2
+
+    # a key holder may write only under its own S3 roots (none are configured here): refused, nothing made
+    tenant = make_tenant(server, "dest")
+    refused = httpx.put(f"{server.http}/batches/{batch_id}", json={**body, "prompt_id": "any"}, timeout=30,
+                        headers={"Authorization": f"Bearer {tenant.key}"})
+    assert refused.status_code == 403 and "outside" in refused.json()["message"], refused.text
+    listed = httpx.get(f"{server.http}/batches", timeout=30, headers={"Authorization": f"Bearer {tenant.key}"}).json()
+    assert listed == {"batches": [], "next": None}
