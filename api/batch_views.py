@@ -85,10 +85,10 @@ async def _create(request: HttpRequest, batch_id: str) -> HttpResponse:
     if created:
         await _audit(caller, AuditEvent.Action.BATCH_CREATED, batch_id, f": {len(spec.items)} items, "
                      f"{spec.characters} characters")
-    # Queue what is still pending, also on a retry of the same PUT: a job whose items could not
-    # be queued (the queue was down) starts when its client retries. A second task for an item
-    # runs nothing (batches/execution.py).
-    pending = await sync_to_async(services.pending_item_ids)(job) if job.active else []
+    # Queue what is still pending, also on a retry of the same PUT (at most once a minute): a job
+    # whose items could not be queued (the queue was down) starts when its client retries. A
+    # second task for an item runs nothing (batches/execution.py).
+    pending = await sync_to_async(services.items_to_queue)(job, created)
     try:
         await _submit(pending)
     except ApiError:

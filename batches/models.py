@@ -50,6 +50,9 @@ class Batch(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(db_index=True)
+    #: when its pending items were last handed to the runners (a retried PUT hands them again,
+    #: at most once per REQUEUE_AFTER_S: the queue may have lost them, but it must not fill with copies)
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "batch_id"], name="unique_batch_id_per_tenant")]

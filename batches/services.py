@@ -13,14 +13,15 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from batches import callbacks, destination
 from batches.errors import BatchConflict, ItemNotReady, UnknownBatch
 from batches.models import Batch, BatchItem
 from batches.shape import annotated_batches, describe
-from core.errors import PayloadTooLarge
 from batches.validation import BatchSpec
+from core.errors import PayloadTooLarge
 from synthesis.encoding import FORMATS
 from tenants import quotas
 from tenants.errors import QuotaExceeded
@@ -104,7 +105,24 @@ def _check_concurrent_jobs(tenant: Tenant) -> None:
         raise QuotaExceeded(f"this tenant already has {limit} batch jobs queued or running (its limit)")
 
 
-def pending_item_ids(batch: Batch) -> list[int]:
+#: a retried PUT queues a job's pending items again only this long after they were last queued
+REQUEUE_AFTER_S = 60.0
+
+
+def items_to_queue(batch: Batch, created: bool) -> list[int]:
+    """The pending items to hand to the runners now: all of a new job's; for a retried PUT of an
+    active job, the pending ones again if they were last queued over REQUEUE_AFTER_S ago (and
+    this request is the one that claims that turn), so a client's retry restarts a job whose
+    queue was lost without letting retries fill the queue with copies."""
+    now = timezone.now()
+    if not created:
+        if not batch.active:
+            return []
+        stale = Q(queued_at__isnull=True) | Q(queued_at__lt=now - timedelta(seconds=REQUEUE_AFTER_S))
+        if not Batch.objects.filter(stale, pk=batch.pk).update(queued_at=now):
+            return []
+    else:
+        Batch.objects.filter(pk=batch.pk).update(queued_at=now)
     return list(batch.items.filter(state=_ITEM_STATES.PENDING).values_list("pk", flat=True))
 
 

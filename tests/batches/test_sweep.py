@@ -94,3 +94,23 @@ def test_lost_items_are_found_again(settings, store: Path) -> None:
     assert items_to_requeue(queue_is_empty=True) == [pending.pk, dead.pk]
     Batch.objects.filter(pk=batch.pk).update(state=Batch.State.CANCELLED)
     assert items_to_requeue(queue_is_empty=True) == []
+
+
+@pytest.mark.django_db
+def test_a_retried_put_queues_pending_items_again_at_most_once_a_minute(store: Path) -> None:
+    from batches.services import REQUEUE_AFTER_S, items_to_queue
+
+    tenant = Tenant.objects.create(slug="retry", name="retry")
+    now = timezone.now()
+    batch = Batch.objects.create(tenant=tenant, batch_id="retried", body_sha256="0" * 64, prompt_id="v",
+                                 audio_format="wav", sample_rate=24000, expires_at=now + timedelta(hours=1))
+    first = BatchItem.objects.create(batch=batch, index=0, text="a", prompt_id="v")
+    BatchItem.objects.create(batch=batch, index=1, text="b", prompt_id="v", state=BatchItem.State.SUCCEEDED)
+    assert items_to_queue(batch, created=True) == [first.pk]
+    assert items_to_queue(batch, created=False) == []  # just queued: a retry adds no copies
+    Batch.objects.filter(pk=batch.pk).update(queued_at=now - timedelta(seconds=REQUEUE_AFTER_S + 1))
+    assert items_to_queue(batch, created=False) == [first.pk]  # long enough: the queue may have lost them
+    assert items_to_queue(batch, created=False) == []
+    Batch.objects.filter(pk=batch.pk).update(state=Batch.State.CANCELLED, queued_at=None)
+    batch.refresh_from_db()
+    assert items_to_queue(batch, created=False) == []
