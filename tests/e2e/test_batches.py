@@ -354,3 +354,43 @@ def test_a_destination_gets_every_file_and_the_manifest(server: RunningServer, v
     assert refused.status_code == 403 and "outside" in refused.json()["message"], refused.text
     listed = httpx.get(f"{server.http}/batches", timeout=30, headers={"Authorization": f"Bearer {tenant.key}"}).json()
     assert listed == {"batches": [], "next": None}
+
+
+def test_batch_quotas_and_scope_refuse_whole_jobs(server: RunningServer, prompt_wavs: dict[str, bytes]) -> None:
+    from tests.e2e.conftest import PROMPT_TEXTS
+    from tests.e2e.test_tenants import clone, make_key, make_tenant
+
+    tenant = make_tenant(server, "batchq")
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    assert clone(server, tenant.key, "q-voice", prompt_wavs["jm_kumo"], PROMPT_TEXTS["jm_kumo"]).status_code == 200
+
+    def put_as(batch_id: str, texts: list[str], key_headers: dict[str, str] = headers) -> httpx.Response:
+        return httpx.put(f"{server.http}/batches/{batch_id}", headers=key_headers, timeout=60,
+                         json={"prompt_id": "q-voice", "inputs": [{"text": t} for t in texts]})
+
+    def jobs() -> list[str]:
+        return [b["id"] for b in httpx.get(f"{server.http}/batches", headers=headers, timeout=30).json()["batches"]]
+
+    # the daily characters are taken for the whole job when it is made: one that does not fit is refused whole
+    server.manage("set_quota", tenant.slug, "--chars-per-day", "60")
+    too_big = put_as("over-quota", ["a" * 40, "b" * 30])
+    assert too_big.status_code == 429 and "character quota" in too_big.json()["message"], too_big.text
+    assert jobs() == []
+    server.manage("set_quota", tenant.slug, "--chars-per-day", "0", "--batches", "1")
+
+    # one job queued or running at a time
+    assert put_as("first", [LONG_EN, LONG_EN]).status_code == 201
+    second = put_as("second", ["Hello."])
+    assert second.status_code == 429 and "batch jobs" in second.json()["message"], second.text
+    assert jobs() == ["first"]
+    httpx.post(f"{server.http}/batches/first/cancel", headers=headers, timeout=30)
+    assert put_as("second", ["Hello."]).status_code == 201  # the cancelled one no longer counts
+    server.manage("set_quota", tenant.slug, "--batches", "0")
+
+    # a key without the batch scope
+    narrow = make_key(server, tenant, "--scopes", "synthesize", "clone")
+    refused = put_as("third", ["Hi."], {"Authorization": f"Bearer {narrow}"})
+    assert refused.status_code == 403 and "'batch' scope" in refused.json()["message"]
+    assert httpx.get(f"{server.http}/batches", headers={"Authorization": f"Bearer {narrow}"},
+                     timeout=30).status_code == 403
+    assert httpx.post(f"{server.http}/batches/second/cancel", headers=headers, timeout=30).status_code == 200

@@ -12,6 +12,7 @@ FIELDS = {
     "voices": "max_voices",
     "clones_per_hour": "max_clones_per_hour",
     "payload_bytes": "max_payload_bytes",
+    "batches": "max_concurrent_batches",
 }
 
 
