@@ -1,11 +1,14 @@
 """Running one batch item, exactly once however often it is started.
 
 A run claims the item (``pending`` -> ``running``, with a token and a lease), renders it,
-writes the file under a key derived from (batch, index) -- the same key on every run, one
-atomic put, so a second run replaces the file with an equal one and never leaves half of
-it -- and moves the row to ``succeeded`` only while it still holds the claim, in the
-transaction that counts the usage. A run that lost its item (cancelled, deleted, or taken
-over after its lease ran out) counts nothing.
+writes the file in one atomic put under a key derived from (batch, index, this run), and
+moves the row to ``succeeded`` -- pointing at that file -- only while it still holds the
+claim, in the transaction that counts the usage. So however often an item runs (a worker
+killed mid-item, a restart, a retry, a slow run whose lease another run took over), it ends
+with exactly one whole file that its row names and checks; a run that lost its item
+(cancelled, deleted, taken over) deletes its own file and counts nothing. (One key per run,
+not per item: two live runs writing one key could leave the row's checksum naming the other
+run's bytes, since model runs need not be bit-identical.)
 
 The lease: while it renders, a run says it is alive every quarter of TTS_BATCH_LEASE_SECONDS;
 a row whose claim is older than that belongs to a run that died (worker killed, server
@@ -58,10 +61,10 @@ class Outcome(enum.Enum):
     STOPPED = "stopped"
 
 
-def output_key(batch: Batch, index: int) -> str:
-    """Where the item's file lives: fixed by the job (its row, not only its id, so a job made
-    again under a deleted one's id never meets the old files) and the index."""
-    seed = f"batch:{batch.pk}:{batch.created_at.isoformat()}:{index}"
+def output_key(batch: Batch, index: int, run: str) -> str:
+    """Where a run of the item writes its file: fixed by the job (its row, not only its id, so a
+    job made again under a deleted one's id never meets the old files), the index and the run."""
+    seed = f"batch:{batch.pk}:{batch.created_at.isoformat()}:{index}:{run}"
     return f"{batch.tenant.slug}/{hashlib.sha256(seed.encode()).hexdigest()[:32]}.{batch.audio_format}"
 
 
@@ -114,7 +117,7 @@ def _claim(item_pk: int, token: str) -> BatchItem | None:
 
 def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
     batch = item.batch
-    key = output_key(batch, item.index)
+    key = output_key(batch, item.index, token)
     try:
         voice = get_voice(batch.tenant, item.prompt_id)
         features = load_features_by_key(voice.features_key, voice.features_sha256)
@@ -123,16 +126,22 @@ def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
         if stop.is_set():
             raise StreamStopped()
         get_feature_store().put(key, audio.data)
+        if not BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).exists():
+            raise StreamStopped()  # lost meanwhile: no copy at the destination either
         destination.write_item(batch, item.index, audio.data)
     except StreamStopped:
+        delete_blobs(key)
         log.info("batch item %s stopped (cancelled or deleted)", item)
         return Outcome.STOPPED
     except (NotReady, StorageUnavailable, DatabaseError, OSError) as exc:
+        delete_blobs(key)
         return _passing_failure(item, token, exc)
     except ApiError as exc:
+        delete_blobs(key)
         return _fail(item, token, exc.message)
     except Exception as exc:
         log.exception("batch item %s failed", item)
+        delete_blobs(key)
         return _fail(item, token, f"synthesis failed: {exc.__class__.__name__}")
     with transaction.atomic():
         done = BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(
@@ -142,11 +151,11 @@ def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
             usage.record(batch.tenant_id, characters=len(item.text), audio_seconds=audio.seconds)
     if done:
         return Outcome.SUCCEEDED
+    delete_blobs(key)  # the item is not this run's any more: its file is not the item's
     current = BatchItem.objects.filter(pk=item.pk).values_list("state", flat=True).first()
-    if current in (None, _STATE.CANCELLED):  # deleted or cancelled meanwhile: leave no file behind
-        delete_blobs(key)
+    if current in (None, _STATE.CANCELLED):  # deleted or cancelled meanwhile
         return Outcome.STOPPED
-    return Outcome.SKIPPED  # another run took it over (this one outlived its lease): its file is the same
+    return Outcome.SKIPPED  # another run took it over (this one outlived its lease)
 
 
 def _passing_failure(item: BatchItem, token: str, exc: Exception) -> Outcome:

@@ -33,7 +33,7 @@ def make_job(tenant: Tenant, batch_id: str, expires_in_h: float, items: int = 2)
                                  audio_format="wav", sample_rate=24000, created_at=now,
                                  expires_at=now + timedelta(hours=expires_in_h), state=Batch.State.SUCCEEDED)
     for index in range(items):
-        key = output_key(batch, index)
+        key = output_key(batch, index, "run-1")
         get_feature_store().put(key, b"RIFF" + bytes(index))
         BatchItem.objects.create(batch=batch, index=index, text="hi", prompt_id="v", state=BatchItem.State.SUCCEEDED,
                                  output_key=key, output_sha256=sha256_hex(b"RIFF" + bytes(index)))

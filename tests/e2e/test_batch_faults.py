@@ -65,10 +65,13 @@ def characters_used(stack: RunningServer) -> int:
     return httpx.get(f"{stack.http}/usage", timeout=30).json()["total"]["characters"]
 
 
-def check_whole_once(stack: RunningServer, final: dict, files_before: list[str], used_before: int) -> None:
+def check_whole_once(stack: RunningServer, final: dict, files_before: list[str], used_before: int,
+                     killed_runs: int = 0) -> None:
     assert final["state"] == "succeeded", final
     written = [key for key in outputs(stack) if key not in files_before]
-    assert len(written) == len(set(written)) == final["counts"]["total"], written  # one file per item
+    # one file per item; a run SIGKILLed between writing its file and recording it leaves one
+    # more, which no item names (the hourly sweep of blobs nothing points at deletes it)
+    assert final["counts"]["total"] <= len(written) <= final["counts"]["total"] + killed_runs, written
     for item in final["items"]:
         data = httpx.get(f"{stack.http}{item['url']}", timeout=30).content
         audio, rate = decode_audio(data, "wav", 24000)
@@ -84,7 +87,7 @@ def test_an_item_whose_worker_is_killed_is_finished_by_another(healthy: RunningS
     healthy.workers[0].send_signal(signal.SIGKILL)
     healthy.workers[0].wait(timeout=10)
     final = wait_for(healthy, "killed-worker", lambda j: j["state"] in TERMINAL, timeout=400)
-    check_whole_once(healthy, final, files, used)
+    check_whole_once(healthy, final, files, used, killed_runs=1)
     log = "\n".join(p.read_text(errors="replace") for p in healthy.data_dir.glob("worker*.log"))
     assert "queueing 1 batch items again" in log or "queueing 2 batch items again" in log, log[-3000:]
 
