@@ -14,7 +14,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from api.http import json_endpoint, json_response
 from batches import callbacks, services
 from batches.errors import ItemNotReady
-from batches.validation import check_batch_id, parse_create
+from batches.validation import BatchSpec, check_batch_id, parse_create
 from core.errors import ApiError, NotReady
 from tenants import audit, quotas
 from tenants.auth import Caller, caller_for_request
@@ -64,12 +64,16 @@ async def batch(request: HttpRequest, batch_id: str) -> HttpResponse | dict[str,
     return await sync_to_async(services.job_with_items)(caller.tenant, batch_id)
 
 
+def _parse(body: bytes) -> BatchSpec:
+    return parse_create(validation.parse_json_object(body), settings.TTS_MAX_TEXT_CHARS)
+
+
 async def _create(request: HttpRequest, batch_id: str) -> HttpResponse:
     caller = await _caller(request)
     check_batch_id(batch_id)
     quota = await sync_to_async(quotas.limits_of)(caller.tenant.id)
     quotas.check_payload(quota, len(request.body))
-    spec = parse_create(validation.parse_json_object(request.body), settings.TTS_MAX_TEXT_CHARS)
+    spec = await run_in_pool("io", _parse, request.body)  # up to 20 MB of JSON: not on the event loop
     if spec.callback_url:
         await run_in_pool("io", callbacks.check_callback_url, spec.callback_url)  # resolves its host
     if spec.destination:
@@ -78,8 +82,16 @@ async def _create(request: HttpRequest, batch_id: str) -> HttpResponse:
     tenant = caller.tenant
     existing = await sync_to_async(services.existing_batch)(tenant, batch_id, spec)
     if existing is None:
-        await quotas.take_characters(tenant.id, quota, spec.characters)  # reserved for the whole job, now
-        job, created, secret = await sync_to_async(services.create_batch)(tenant, batch_id, spec, caller.actor)
+        await sync_to_async(services.check_can_create)(tenant, spec)
+        # the characters of the whole job are taken now, and given back if it is not made after all
+        await quotas.take_characters(tenant.id, quota, spec.characters)
+        try:
+            job, created, secret = await sync_to_async(services.create_batch)(tenant, batch_id, spec, caller.actor)
+        except BaseException:
+            await quotas.give_back_characters(tenant.id, quota, spec.characters)
+            raise
+        if not created:  # a concurrent PUT of the same id made it
+            await quotas.give_back_characters(tenant.id, quota, spec.characters)
     else:
         job, created, secret = existing, False, ""
     if created:

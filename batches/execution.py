@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from batches import callbacks, destination
@@ -36,7 +36,7 @@ from synthesis.engines.base import StopSignal, StreamStopped
 from synthesis.engines.registry import get_loaded_engine
 from synthesis.render import render_file
 from tenants import usage
-from voices.errors import StorageUnavailable
+from voices.errors import InvalidRequest, StorageUnavailable
 from voices.feature_store import get_feature_store, sha256_hex
 from voices.services import delete_blobs, get_voice, load_features_by_key
 
@@ -69,9 +69,37 @@ def output_key(batch: Batch, index: int, run: str) -> str:
 
 
 def next_pending_item() -> int | None:
-    """The oldest job's first pending item (blocking: database)."""
-    return (BatchItem.objects.filter(state=_STATE.PENDING, batch__state__in=Batch.ACTIVE)
-            .order_by("batch_id", "index").values_list("pk", flat=True).first())
+    """The next item to run, the active jobs taking turns (blocking: database): the first
+    pending item of the job whose latest item started longest ago -- a job none of whose items
+    has started yet first, then the oldest job. A tenant's 1000-item job does not keep another
+    tenant's one-item job waiting behind it."""
+    latest_start = (BatchItem.objects.filter(batch=OuterRef("pk"), started_at__isnull=False)
+                    .order_by("-started_at").values("started_at")[:1])
+    job = (Batch.objects.filter(state__in=Batch.ACTIVE)
+           .filter(Exists(BatchItem.objects.filter(batch=OuterRef("pk"), state=_STATE.PENDING)))
+           .annotate(latest_start=Subquery(latest_start))
+           .order_by(F("latest_start").asc(nulls_first=True), "pk").values_list("pk", flat=True).first())
+    if job is None:
+        return None
+    return (BatchItem.objects.filter(batch_id=job, state=_STATE.PENDING).order_by("index")
+            .values_list("pk", flat=True).first())
+
+
+def run_next_item(hint: int) -> Outcome:
+    """One turn of batch work: the item whose task this is if its run died (its lease ran out),
+    else the item the jobs' turns say is next (a task is a turn, not a particular item, so work
+    queued behind a large job is still served in turn), else the hint itself."""
+    stale = BatchItem.objects.filter(pk=hint, state=_STATE.RUNNING, claimed_at__lt=lease_expired_before())
+    if stale.exists():
+        return run_item(hint)
+    for _ in range(3):  # another runner may claim the same next item first: take the one after
+        pk = next_pending_item()
+        if pk is None:
+            return run_item(hint)
+        outcome = run_item(pk)
+        if outcome is not Outcome.SKIPPED:
+            return outcome
+    return Outcome.SKIPPED
 
 
 def release_orphans() -> int:
@@ -125,6 +153,8 @@ def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
                             batch.instruct_text, stop)
         if stop.is_set():
             raise StreamStopped()
+        if audio.seconds <= 0:  # punctuation, emoji, invisible characters: no file to give
+            raise InvalidRequest("the text has nothing to speak (no words the engine can read)")
         get_feature_store().put(key, audio.data)
         if not BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).exists():
             raise StreamStopped()  # lost meanwhile: no copy at the destination either

@@ -62,10 +62,7 @@ def create_batch(tenant: Tenant, batch_id: str, spec: BatchSpec, actor: str) -> 
     existing = Batch.objects.filter(tenant=tenant, batch_id=batch_id).first()
     if existing is not None:
         return _same_job(existing, digest), False, ""
-    known = set(Voice.objects.filter(tenant=tenant, prompt_id__in=spec.prompt_ids).values_list("prompt_id", flat=True))
-    for prompt_id in spec.prompt_ids:
-        if prompt_id not in known:
-            raise UnknownVoice(prompt_id)
+    check_can_create(tenant, spec)
     secret = secrets.token_hex(32) if spec.callback_url else ""
     now = timezone.now()
     try:
@@ -91,14 +88,25 @@ def create_batch(tenant: Tenant, batch_id: str, spec: BatchSpec, actor: str) -> 
     return batch, True, secret
 
 
+def check_can_create(tenant: Tenant, spec: BatchSpec) -> None:
+    """Every voice known (404) and room for one more active job (429): checked before the
+    job's characters are taken, and again (the job limit, under the tenant's lock) as it is made."""
+    known = set(Voice.objects.filter(tenant=tenant, prompt_id__in=spec.prompt_ids).values_list("prompt_id", flat=True))
+    for prompt_id in spec.prompt_ids:
+        if prompt_id not in known:
+            raise UnknownVoice(prompt_id)
+    _check_concurrent_jobs(tenant, locked=False)
+
+
 def _same_job(batch: Batch, digest: str) -> Batch:
     if batch.body_sha256 != digest:
         raise BatchConflict(f"batch id {batch.batch_id!r} is taken by a job with another body; choose another id")
     return batch
 
 
-def _check_concurrent_jobs(tenant: Tenant) -> None:
-    quotas.lock_tenant(tenant.id)
+def _check_concurrent_jobs(tenant: Tenant, locked: bool = True) -> None:
+    if locked:
+        quotas.lock_tenant(tenant.id)
     quota = quotas.limits_of(tenant.id)
     limit = getattr(quota, "max_concurrent_batches", None)
     if limit is not None and Batch.objects.filter(tenant=tenant, state__in=Batch.ACTIVE).count() >= limit:
@@ -158,7 +166,13 @@ def _encode_cursor(pk: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"before": pk}).encode()).decode().rstrip("=")
 
 
+#: cursors this server gives out are about 20 characters; anything much longer is not one
+MAX_CURSOR_CHARS = 64
+
+
 def _decode_cursor(cursor: str) -> int:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise InvalidRequest("cursor is not one this server gave out")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))["before"]

@@ -38,7 +38,8 @@ def describe(batch: Batch, items: list[BatchItem] | None = None, with_callback: 
         "expires_at": _iso(batch.expires_at),
         "progress": round(done / total, 4) if total else 1.0,
         "counts": {"total": total, "succeeded": batch.n_succeeded, "failed": batch.n_failed,
-                   "cancelled": batch.n_cancelled, "running": batch.n_running, "pending": total - done},
+                   "cancelled": batch.n_cancelled, "running": batch.n_running,
+                   "pending": total - done - batch.n_running},
         "characters": batch.characters,
         "audio_seconds": round(batch.seconds or 0.0, 3),
     }

@@ -71,6 +71,12 @@ class MemoryCounters:
             self._windows[window_key] = used + amount
             return True
 
+    async def give_back(self, window_key: str, amount: int) -> None:
+        """Undo a ``take`` whose request was refused after all."""
+        with self._lock:
+            if window_key in self._windows:
+                self._windows[window_key] = max(0, self._windows[window_key] - amount)
+
 
 # KEYS[1] = lease set; ARGV = now, expires, member, limit. Returns 1 if taken.
 _ACQUIRE = """
@@ -86,6 +92,14 @@ local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
 redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS[1] = window counter; ARGV = amount. Never below 0, never creates the key.
+_GIVE_BACK = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if used < 0 then return 0 end
+redis.call('SET', KEYS[1], math.max(0, used - tonumber(ARGV[1])), 'KEEPTTL')
 return 1
 """
 
@@ -111,6 +125,9 @@ class RedisCounters:
     async def take(self, window_key: str, amount: int, limit: int) -> bool:
         return bool(await self._client().eval(_TAKE, 1, f"tts:quota:{window_key}", amount, limit, 2 * 86400))
 
+    async def give_back(self, window_key: str, amount: int) -> None:
+        await self._client().eval(_GIVE_BACK, 1, f"tts:quota:{window_key}", amount)
+
 
 #: The process's counters: in memory (embedded) or in Redis (distributed), as the mode's
 #: backend says (workers/backend.py installs it).
@@ -129,6 +146,13 @@ async def take_characters(tenant_id: int, quota, amount: int) -> None:
         return
     if not await counters().take(f"{tenant_id}:chars:{_day()}", amount, quota.max_chars_per_day):
         raise QuotaExceeded(f"daily character quota of {quota.max_chars_per_day} reached (resets at 00:00 UTC)")
+
+
+async def give_back_characters(tenant_id: int, quota, amount: int) -> None:
+    """Return characters taken for a request that was refused after all (a refused request is not counted)."""
+    if quota is None or quota.max_chars_per_day is None or amount <= 0:
+        return
+    await counters().give_back(f"{tenant_id}:chars:{_day()}", amount)
 
 
 async def take_clone(tenant_id: int, quota) -> None:

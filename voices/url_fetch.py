@@ -86,11 +86,12 @@ def check_url(url: str, label: str = "") -> httpx.URL:
     prefix = f"bad {label}" if label else _PREFIX
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        host = parsed.host  # decodes IDNA: an invalid A-label ("xn--zz") raises here
+    except (httpx.InvalidURL, TypeError, ValueError):  # UnicodeError (idna's IDNAError) is a ValueError
         raise ApiError(f"{prefix}: malformed URL") from None
     if parsed.scheme not in ("http", "https"):
         raise ApiError(f"{prefix}: only http and https URLs are allowed")
-    if not parsed.host:
+    if not host:
         raise ApiError(f"{prefix}: the URL has no host")
     return parsed
 

@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from batches.execution import Outcome, run_item
+from batches.execution import Outcome, run_next_item
 from core import logs
 from core.errors import ApiError
 from core.redis_clients import async_redis, sync_redis
@@ -168,11 +168,11 @@ BATCH_RETRY_MAX_S = 120
 @shared_task(name="tts.batch_item", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
              max_retries=BATCH_RETRIES)
 def batch_item(self, item_id: int) -> None:
-    """Run one batch item (batches/execution.py). Acknowledged only once it ran, so a worker
-    killed mid-item leaves the message to another; the item's claim and its fixed output key
-    make a second run harmless."""
+    """One turn of batch work (batches/execution.py ``run_next_item``: this item, or the one the
+    jobs' turns say is next). Acknowledged only once it ran, so a worker killed mid-item leaves
+    the message to another; an item's claim makes a second run of it harmless."""
     with logs.bound(job=f"batch-item-{item_id}"), _batch_slots:
-        outcome = run_item(item_id)
+        outcome = run_next_item(item_id)
     log.info("batch item %s: %s", item_id, outcome.value)
     if outcome is Outcome.RETRY:
         raise self.retry(countdown=min(BATCH_RETRY_MAX_S, 2 ** self.request.retries))

@@ -2,6 +2,7 @@
 taking items off the batch queue, outputs in a real S3 server)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.server
@@ -160,7 +161,8 @@ def test_listing_pages_newest_first_with_a_cursor(server: RunningServer, voice: 
     assert len(seen) == len(set(seen))
     mine = [b for b in seen if b in ids]
     assert mine == list(reversed(ids))  # newest first, each once
-    for bad in ("nonsense", "eyJiZWZvcmUiOiAiMSJ9", "-1"):
+    deep = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode()
+    for bad in ("nonsense", "eyJiZWZvcmUiOiAiMSJ9", "-1", deep):
         response = httpx.get(f"{server.http}/batches", params={"cursor": bad}, timeout=30)
         assert response.status_code == 400 and response.json()["error"] is True
     for bad in ("0", "101", "x", "1.5"):
@@ -177,7 +179,10 @@ def test_cancel_stops_running_items_within_seconds_and_keeps_finished_ones(serve
     batch_id = unique("cancel")
     inputs = [{"text": "Short first item."}] + [{"text": LONG_EN} for _ in range(5)]
     assert put(server, batch_id, {"prompt_id": voice, "inputs": inputs}).status_code == 201
-    wait_for(server, batch_id, lambda j: j["items"][0]["state"] == "succeeded" and j["counts"]["running"] >= 1)
+    busy = wait_for(server, batch_id, lambda j: j["items"][0]["state"] == "succeeded" and j["counts"]["running"] >= 1)
+    by_state = [item["state"] for item in busy["items"]]
+    assert {k: busy["counts"][k] for k in ("succeeded", "running", "pending")} == {
+        k: by_state.count(k) for k in ("succeeded", "running", "pending")}  # pending counts no running item
     answer = httpx.post(f"{server.http}/batches/{batch_id}/cancel", timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["state"] == "cancelled"
@@ -242,6 +247,7 @@ def _bad_bodies(voice: str) -> list[tuple[str, Any, int]]:
         ("callback not http", {"prompt_id": voice, "inputs": ok_item, "callback_url": "ftp://example.com/x"}, 400),
         ("callback without host", {"prompt_id": voice, "inputs": ok_item, "callback_url": "http:///hook"}, 400),
         ("callback not a string", {"prompt_id": voice, "inputs": ok_item, "callback_url": 5}, 400),
+        ("callback bad IDNA", {"prompt_id": voice, "inputs": ok_item, "callback_url": "http://xn--zz.com/"}, 400),
         ("callback too long", {"prompt_id": voice, "inputs": ok_item,
                                "callback_url": "http://example.com/" + "a" * 2048}, 400),
         ("destination not s3", {"prompt_id": voice, "inputs": ok_item, "destination": "https://example.com/x"}, 400),
@@ -376,13 +382,22 @@ def test_batch_quotas_and_scope_refuse_whole_jobs(server: RunningServer, prompt_
     too_big = put_as("over-quota", ["a" * 40, "b" * 30])
     assert too_big.status_code == 429 and "character quota" in too_big.json()["message"], too_big.text
     assert jobs() == []
+    # a job refused for another reason takes none: 50 of the 60 still fit after three refusals
+    for _ in range(3):
+        unknown = httpx.put(f"{server.http}/batches/ghost", headers=headers, timeout=60,
+                            json={"prompt_id": "q-voice", "inputs": [{"text": "c" * 50, "prompt_id": "ghost"}]})
+        assert unknown.status_code == 404, unknown.text
+    fits = put_as("fits", ["d" * 50])
+    assert fits.status_code == 201, fits.text
+    httpx.post(f"{server.http}/batches/fits/cancel", headers=headers, timeout=30)
+    assert put_as("no-room-left", ["e" * 11]).status_code == 429
     server.manage("set_quota", tenant.slug, "--chars-per-day", "0", "--batches", "1")
 
     # one job queued or running at a time
     assert put_as("first", [LONG_EN, LONG_EN]).status_code == 201
     second = put_as("second", ["Hello."])
     assert second.status_code == 429 and "batch jobs" in second.json()["message"], second.text
-    assert jobs() == ["first"]
+    assert jobs() == ["first", "fits"]
     httpx.post(f"{server.http}/batches/first/cancel", headers=headers, timeout=30)
     assert put_as("second", ["Hello."]).status_code == 201  # the cancelled one no longer counts
     server.manage("set_quota", tenant.slug, "--batches", "0")
@@ -394,3 +409,17 @@ def test_batch_quotas_and_scope_refuse_whole_jobs(server: RunningServer, prompt_
     assert httpx.get(f"{server.http}/batches", headers={"Authorization": f"Bearer {narrow}"},
                      timeout=30).status_code == 403
     assert httpx.post(f"{server.http}/batches/second/cancel", headers=headers, timeout=30).status_code == 200
+
+
+def test_an_item_with_nothing_to_speak_fails_alone_and_is_not_counted(server: RunningServer, voice: str) -> None:
+    batch_id = unique("silent")
+    used_before = usage_characters(server)
+    assert put(server, batch_id, {"prompt_id": voice, "inputs": [{"text": "!!! ..."}, {"text": "Hello there."}],
+                                  "audio_format": "mp3"}).status_code == 201
+    final = wait_for(server, batch_id, lambda j: j["state"] in TERMINAL)
+    assert final["state"] == "partially_succeeded", final
+    silent, spoken = final["items"]
+    assert silent["state"] == "failed" and "nothing to speak" in silent["error"] and silent["url"] is None
+    assert spoken["state"] == "succeeded"
+    assert httpx.get(f"{server.http}/batches/{batch_id}/items/0", timeout=30).status_code == 404
+    assert usage_characters(server) - used_before == len("Hello there.")

@@ -232,7 +232,8 @@ def test_resolve_host_parses_numeric_forms_without_dns(host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/_x", "http://", "http:///path"]
+    "url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/_x", "http://", "http:///path",
+            "http://xn--zz.com/a.wav", "https://xn--a.example/"]  # invalid IDNA A-labels: 400, not a crash
 )
 def test_rejects_non_http_urls(url: str) -> None:
     with pytest.raises(ApiError) as info:
