@@ -41,7 +41,8 @@ migrate: install
 run: migrate
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ttsplatform.asgi:application
 
-# Daphne + two Celery workers, with Redis, PostgreSQL and an S3 server (reused, or started here).
+# Daphne + three Celery workers (streams, streams and clones, batch items at nice 10), with Redis,
+# PostgreSQL and an S3 server (reused, or started here).
 run-distributed: install-distributed
 	$(PY) scripts/run_distributed.py
 
