@@ -92,18 +92,8 @@ def parse_create(data: dict[str, Any], max_text_chars: int) -> BatchSpec:
         raise InvalidRequest("timestamps must be true or false")
     if timestamps:
         raise InvalidRequest("timestamps are not supported by batch jobs on this server yet")
-    callback_url = data.get("callback_url")
-    if callback_url is None:
-        callback_url = ""
-    if not isinstance(callback_url, str) or len(callback_url) > MAX_CALLBACK_URL_CHARS:
-        raise InvalidRequest(f"callback_url must be an http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters")
-    callback_url = callback_url.strip()
-    destination = data.get("destination")
-    if destination is None:
-        destination = ""
-    if not isinstance(destination, str) or len(destination) > MAX_DESTINATION_CHARS:
-        raise InvalidRequest(f"destination must be an s3://bucket/prefix of at most {MAX_DESTINATION_CHARS} characters")
-    destination = destination.strip()
+    callback_url = _optional_string(data, "callback_url", MAX_CALLBACK_URL_CHARS, "an http(s) URL")
+    destination = _optional_string(data, "destination", MAX_DESTINATION_CHARS, "an s3://bucket/prefix")
     if destination:
         destination = parse_s3_url(destination).url  # InvalidRequest when it is not one
     ttl = data.get("ttl_hours", DEFAULT_TTL_HOURS)
@@ -112,6 +102,16 @@ def parse_create(data: dict[str, Any], max_text_chars: int) -> BatchSpec:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_HOURS:
         raise InvalidRequest(f"ttl_hours must be an integer from 1 to {MAX_TTL_HOURS}")
     return BatchSpec(prompt_id, fmt, rate, instruct, items, False, callback_url, destination, ttl)
+
+
+def _optional_string(data: dict[str, Any], field: str, max_chars: int, what: str) -> str:
+    """A field that is absent, null, or a string of at most ``max_chars``: "" or the stripped string."""
+    value = data.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_chars:
+        raise InvalidRequest(f"{field} must be {what} of at most {max_chars} characters")
+    return value.strip()
 
 
 def _audio_format(value: Any) -> str:
