@@ -125,7 +125,7 @@ _BATCH_BODY = {
                          "description": "http(s) URL the job (without items) is POSTed to when it ends, signed "
                          "`X-TTS-Signature: sha256=<HMAC-SHA256 hex of the body>` with the callback_secret the "
                          "create answer returns once; no private addresses unless the server allows them"},
-        "destination": {"type": ["string", "null"], "maxLength": 1024, "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)",
+        "destination": {"type": ["string", "null"], "maxLength": 1024, "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~!*'()=+,@-]+)*/?$",
                         "description": "s3://bucket/prefix within the caller's allowed S3 roots: the files are also "
                         "written as <prefix>/<batch_id>/<index>.<format>, with manifest.json when the job ends"},
         "ttl_hours": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_HOURS},

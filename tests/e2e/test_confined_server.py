@@ -183,7 +183,10 @@ def test_streams_beyond_the_limit_are_refused_not_queued(confined: RunningServer
     while True:
         with connect(confined.ws, open_timeout=10) as again:
             again.send(json.dumps({"req_params": {"prompt_id": "cap-voice", "audio_format": "pcm"}}))
-            again.send(json.dumps({"text": "Hi.", "done": True}))
+            try:
+                again.send(json.dumps({"text": "Hi.", "done": True}))
+            except ConnectionClosed:  # still busy: the server answered and closed before the text went out
+                pass
             reply = json.loads(again.recv(timeout=60))
         if not reply["error"] or time.monotonic() > deadline:
             break

@@ -52,7 +52,9 @@ def _judged_beyond_json(case) -> bool:
     if case.operation.path == "/batches" and query.get("cursor"):
         return True  # a cursor is one this server gave out: no schema can say which
     body = case.body if isinstance(case.body, dict) else {}
-    if case.operation.path == "/batches/{batch_id}" and body.get("callback_url"):
-        return True  # a callback URL must resolve to a public address: DNS, not JSON, says whether it does
+    if case.operation.path == "/batches/{batch_id}" and (body.get("callback_url") or body.get("destination")):
+        # a callback URL must resolve to a public address (DNS, not JSON, says whether it does); an S3
+        # destination has no '.' or '..' segment and a prefix of at most 1024 characters (no pattern says it)
+        return True
     paths = [body.get(field) for field in ("cache_dir", "cache_path")]
     return any(isinstance(p, str) and any(len(part.encode()) > NAME_MAX for part in p.split("/")) for p in paths)

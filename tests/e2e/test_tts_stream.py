@@ -1,6 +1,7 @@
 """WebSocket /tts end to end: every format in both chunk modes, sample rates, text in pieces."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.e2e.support import decode_audio, rms_dbfs, stream_tts
@@ -142,8 +143,20 @@ def _one_connection(ws_url: str, messages: list[dict]) -> list[dict]:
 
 
 def test_text_sent_with_req_params_is_spoken_like_text_sent_after_them(server: RunningServer, voice: str) -> None:
-    """The job starts with text that came in the req_params message (no wait for it)."""
+    """The job starts with text that came in the req_params message (no wait for it), and says
+    all of it once. Not byte for byte: clause pacing (synthesis/pacing.py) sizes clauses by how
+    long this machine takes, so on a busy machine a clause may end at another point and the
+    pauses between clauses differ (seen: 0.3 s less pause in 6 s). The speech itself (20 ms
+    frames above -40 dBFS) within 5 % and its level within 1 dB say nothing was dropped or
+    spoken twice: either sentence alone is over a third of it."""
     import base64
+
+    def speech(pcm: bytes) -> tuple[int, float]:
+        samples = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768
+        frames = samples[: len(samples) // 320 * 320].reshape(-1, 320)
+        rms = np.sqrt(np.mean(frames**2, axis=1))
+        voiced = rms > 0.01
+        return int(voiced.sum()), float(20 * np.log10(np.sqrt(np.mean(frames[voiced] ** 2)) + 1e-12))
 
     params = {"prompt_id": voice, "audio_format": "pcm", "sample_rate": 16000}
     usual = stream_tts(server.ws, params, [ZH], final_text=EN)
@@ -154,4 +167,7 @@ def test_text_sent_with_req_params_is_spoken_like_text_sent_after_them(server: R
         assert replies[-1].get("is_end") is True, replies[-1]
         audio = [r for r in replies if not r["is_end"]]
         assert [r["index"] for r in audio] == list(range(len(audio))) and replies[-1]["index"] == len(audio)
-        assert b"".join(base64.b64decode(r["data"]) for r in audio) == b"".join(usual.chunks())
+        (got_frames, got_db), (want_frames, want_db) = (
+            speech(b"".join(base64.b64decode(r["data"]) for r in audio)), speech(b"".join(usual.chunks())))
+        assert abs(got_frames - want_frames) <= 0.05 * want_frames, (got_frames, want_frames)
+        assert abs(got_db - want_db) < 1.0, (got_db, want_db)

@@ -288,11 +288,11 @@ def test_tone_cache_location_errors(bucket: str) -> None:
 ])
 def test_s3_cache_locations_are_confined_to_the_cache_roots(settings, location: str, allowed: bool) -> None:
     from core.errors import Forbidden
-    from voices.tone_cache import _confined_s3
+    from voices.tone_cache import confined_s3
 
     settings.TTS_S3_CACHE_ROOTS = ("s3://caches/tenant-a", "s3://spare/x")
     if allowed:
-        assert _confined_s3(location).bucket == "caches"
+        assert confined_s3(location).bucket == "caches"
     else:
         with pytest.raises(Forbidden):
-            _confined_s3(location)
+            confined_s3(location)

@@ -357,7 +357,7 @@ class KokoroEngine:
         in the engine directory: measuring it takes four model runs (seconds) at every load, and
         the job's pacer scales it to the day's speed of the machine anyway."""
         key = json.dumps({"model": self._model_sha, "runtime": _runtime_version(), "providers": self.providers,
-                          "threads": self.threads, "cpu": _cpu_model(), "version": 1}, sort_keys=True)
+                          "threads": self.threads, "cpu": _cpu_model(), "version": 2}, sort_keys=True)
         path = self.data_dir / "cache" / f"kokoro-clause-cost-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         try:
             overhead, per_unit = json.loads(path.read_text(encoding="utf-8"))["cost"]
@@ -1097,15 +1097,21 @@ def _runtime_version() -> str:
 
 
 def _cpu_model() -> str:
-    """The CPU's model name (Linux), so a cost measured on one machine is not reused on another."""
+    """The CPU's model name and a digest of its feature flags (Linux), so a cost measured on one
+    kind of machine is not reused on another (one model name covers CPUs with and without AVX-512)."""
+    name = flags = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = hashlib.sha256(line.split(":", 1)[1].strip().encode()).hexdigest()[:12]
+                if name and flags:
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return f"{name or platform.processor() or platform.machine()} {flags}".strip()
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
