@@ -12,8 +12,15 @@ from typing import Any
 from django.http import HttpRequest
 
 from api.http import json_endpoint
-from batches.validation import MAX_INSTRUCT_CHARS, MAX_ITEMS, MAX_NAME_CHARS, MAX_TTL_HOURS
+from batches.validation import (
+    MAX_CALLBACK_URL_CHARS,
+    MAX_DESTINATION_CHARS,
+    MAX_ITEMS,
+    MAX_NAME_CHARS,
+    MAX_TTL_HOURS,
+)
 from synthesis.encoding import FORMATS, SAMPLE_RATES
+from synthesis.request import MAX_INSTRUCT_CHARS
 from voices.safe_paths import MAX_PATH_CHARS
 from voices.validation import ID_FORBIDDEN_CATEGORIES, MAX_PROMPT_ID_CHARS, MAX_PROMPT_TEXT_CHARS
 
@@ -121,11 +128,11 @@ _BATCH_BODY = {
                 "name": {"type": ["string", "null"], "maxLength": MAX_NAME_CHARS, "pattern": "^[^\\u0000]*$"},
                 "prompt_id": _prompt_id()}}},
         "timestamps": {"const": False, "description": "word timings are not supported by batch jobs yet"},
-        "callback_url": {"type": ["string", "null"], "maxLength": 2048, "pattern": "^https?://[^/?#\\s@]+",
+        "callback_url": {"type": ["string", "null"], "maxLength": MAX_CALLBACK_URL_CHARS, "pattern": "^https?://[^/?#\\s@]+",
                          "description": "http(s) URL the job (without items) is POSTed to when it ends, signed "
                          "`X-TTS-Signature: sha256=<HMAC-SHA256 hex of the body>` with the callback_secret the "
                          "create answer returns once; no private addresses unless the server allows them"},
-        "destination": {"type": ["string", "null"], "maxLength": 1024, "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~!*'()=+,@-]+)*/?$",
+        "destination": {"type": ["string", "null"], "maxLength": MAX_DESTINATION_CHARS, "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~!*'()=+,@-]+)*/?$",
                         "description": "s3://bucket/prefix within the caller's allowed S3 roots: the files are also "
                         "written as <prefix>/<batch_id>/<index>.<format>, with manifest.json when the job ends"},
         "ttl_hours": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_HOURS},

@@ -6,14 +6,13 @@ from typing import Any
 from api.errors import ProtocolError
 from core.json_text import loads_text
 from synthesis.encoding import FORMATS, MODES
-from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE, TtsRequest
+from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE, MAX_INSTRUCT_CHARS, TtsRequest
 from voices.errors import InvalidRequest
 from voices.validation import check_prompt_id
 
 #: What a client may ask for is exactly what the encoders can make (one table, in encoding.py).
 AUDIO_FORMATS = tuple(FORMATS)
 CHUNK_MODES = MODES
-MAX_INSTRUCT_CHARS = 500
 
 
 def decode_message(text: str | None) -> dict[str, Any]:

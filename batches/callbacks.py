@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from batches.models import Batch
 from batches.shape import annotated_batches, describe
+from batches.validation import MAX_CALLBACK_URL_CHARS
 from core.errors import ApiError
 from voices.errors import InvalidRequest
 from voices.url_fetch import check_url, is_public_address, post_checked, resolve_host
@@ -35,7 +36,6 @@ from voices.url_fetch import check_url, is_public_address, post_checked, resolve
 log = logging.getLogger(__name__)
 
 LABEL = "callback_url"
-MAX_URL_CHARS = 2048
 SIGNATURE_HEADER = "X-TTS-Signature"
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 600.0
@@ -52,8 +52,8 @@ class State:
 
 def check_callback_url(url: str) -> str:
     """The URL, if a callback may go there (blocking: resolves the host); else 400."""
-    if len(url) > MAX_URL_CHARS:
-        raise InvalidRequest(f"callback_url must be at most {MAX_URL_CHARS} characters")
+    if len(url) > MAX_CALLBACK_URL_CHARS:
+        raise InvalidRequest(f"callback_url must be at most {MAX_CALLBACK_URL_CHARS} characters")
     try:
         parsed = check_url(url, LABEL)
         if not settings.TTS_CALLBACK_ALLOW_PRIVATE_URLS:
@@ -91,11 +91,15 @@ def _deliver_in_thread(batch_pk: int) -> None:
         close_old_connections()
 
 
+def _due(now: datetime) -> Q:
+    """Callbacks whose attempt is due, and those whose sender died mid-attempt."""
+    return (Q(callback_state=State.PENDING, callback_next_at__lte=now)
+            | Q(callback_state=State.SENDING, callback_claimed_at__lt=now - timedelta(seconds=CLAIM_S)))
+
+
 def due_callbacks(limit: int = 100) -> list[int]:
-    now = timezone.now()
-    due = (Q(callback_state=State.PENDING, callback_next_at__lte=now)
-           | Q(callback_state=State.SENDING, callback_claimed_at__lt=now - timedelta(seconds=CLAIM_S)))
-    return list(Batch.objects.filter(due).order_by("callback_next_at").values_list("pk", flat=True)[:limit])
+    return list(Batch.objects.filter(_due(timezone.now())).order_by("callback_next_at")
+                .values_list("pk", flat=True)[:limit])
 
 
 def deliver_due() -> int:
@@ -106,9 +110,7 @@ def deliver_due() -> int:
 def deliver(batch_pk: int) -> str | None:
     """One attempt, if the callback is due and no one else is sending it; returns its new state."""
     now = timezone.now()
-    due = (Q(callback_state=State.PENDING, callback_next_at__lte=now)
-           | Q(callback_state=State.SENDING, callback_claimed_at__lt=now - timedelta(seconds=CLAIM_S)))
-    if not Batch.objects.filter(due, pk=batch_pk).update(callback_state=State.SENDING, callback_claimed_at=now):
+    if not Batch.objects.filter(_due(now), pk=batch_pk).update(callback_state=State.SENDING, callback_claimed_at=now):
         return None
     batch = annotated_batches().filter(pk=batch_pk).first()
     if batch is None:

@@ -34,10 +34,9 @@ def write_item(batch: Batch, index: int, data: bytes) -> None:
 def write_manifest(batch_pk: int) -> None:
     """The ended job's manifest next to its files; a failure is logged (the files are there)."""
     batch = annotated_batches().filter(pk=batch_pk).first()
-    if batch is None or not batch.destination:
+    location = _job_location(batch) if batch is not None else None
+    if location is None:
         return
-    location = _job_location(batch)
-    assert location is not None
     manifest = describe(batch, list(batch.items.all()), with_callback=False)
     try:
         s3.put_bytes(s3.get_client(), location.child("manifest.json"),

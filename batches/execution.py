@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from batches import callbacks, destination
@@ -143,6 +143,11 @@ def _claim(item_pk: int, token: str) -> BatchItem | None:
     return item
 
 
+def _held(item_pk: int, token: str) -> QuerySet[BatchItem]:
+    """The item's row while this run holds it (its claim, still running)."""
+    return BatchItem.objects.filter(pk=item_pk, state=_STATE.RUNNING, claim=token)
+
+
 def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
     batch = item.batch
     key = output_key(batch, item.index, token)
@@ -156,25 +161,14 @@ def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
         if audio.seconds <= 0:  # punctuation, emoji, invisible characters: no file to give
             raise InvalidRequest("the text has nothing to speak (no words the engine can read)")
         get_feature_store().put(key, audio.data)
-        if not BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).exists():
+        if not _held(item.pk, token).exists():
             raise StreamStopped()  # lost meanwhile: no copy at the destination either
         destination.write_item(batch, item.index, audio.data)
-    except StreamStopped:
-        delete_blobs(key)
-        log.info("batch item %s stopped (cancelled or deleted)", item)
-        return Outcome.STOPPED
-    except (NotReady, StorageUnavailable, DatabaseError, OSError) as exc:
-        delete_blobs(key)
-        return _passing_failure(item, token, exc)
-    except ApiError as exc:
-        delete_blobs(key)
-        return _fail(item, token, exc.message)
     except Exception as exc:
-        log.exception("batch item %s failed", item)
-        delete_blobs(key)
-        return _fail(item, token, f"synthesis failed: {exc.__class__.__name__}")
+        delete_blobs(key)  # written or not: no file of this run stays behind
+        return _failure(item, token, exc)
     with transaction.atomic():
-        done = BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(
+        done = _held(item.pk, token).update(
             state=_STATE.SUCCEEDED, seconds=audio.seconds, output_key=key, output_sha256=sha256_hex(audio.data),
             output_bytes=len(audio.data), error="", finished_at=timezone.now())
         if done:
@@ -188,13 +182,25 @@ def _render_and_store(item: BatchItem, token: str, stop: StopSignal) -> Outcome:
     return Outcome.SKIPPED  # another run took it over (this one outlived its lease)
 
 
+def _failure(item: BatchItem, token: str, exc: Exception) -> Outcome:
+    """What a run that did not get to the end makes of it: stopped, retried later, or failed."""
+    if isinstance(exc, StreamStopped):
+        log.info("batch item %s stopped (cancelled or deleted)", item)
+        return Outcome.STOPPED
+    if isinstance(exc, (NotReady, StorageUnavailable, DatabaseError, OSError)):
+        return _passing_failure(item, token, exc)
+    if isinstance(exc, ApiError):
+        return _fail(item, token, exc.message)
+    log.error("batch item %s failed", item, exc_info=exc)
+    return _fail(item, token, f"synthesis failed: {exc.__class__.__name__}")
+
+
 def _passing_failure(item: BatchItem, token: str, exc: Exception) -> Outcome:
     if item.attempts >= MAX_ATTEMPTS:
         return _fail(item, token, f"gave up after {item.attempts} attempts: {_reason(exc)}")
     log.warning("batch item %s: %s; it will be retried", item, _reason(exc))
     try:
-        BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(state=_STATE.PENDING,
-                                                                                      claim="")
+        _held(item.pk, token).update(state=_STATE.PENDING, claim="")
     except DatabaseError:
         pass  # the lease runs out instead
     return Outcome.RETRY
@@ -205,8 +211,7 @@ def _reason(exc: Exception) -> str:
 
 
 def _fail(item: BatchItem, token: str, message: str) -> Outcome:
-    BatchItem.objects.filter(pk=item.pk, state=_STATE.RUNNING, claim=token).update(
-        state=_STATE.FAILED, error=message[:2000], finished_at=timezone.now())
+    _held(item.pk, token).update(state=_STATE.FAILED, error=message[:2000], finished_at=timezone.now())
     return Outcome.FAILED
 
 
@@ -258,7 +263,7 @@ class _Watcher:
         try:
             while not self._finished.wait(WATCH_S):
                 try:
-                    mine = BatchItem.objects.filter(pk=self.item_pk, state=_STATE.RUNNING, claim=self.token)
+                    mine = _held(self.item_pk, self.token)
                     if time.monotonic() - renewed >= renew_every:
                         held = mine.update(claimed_at=timezone.now())
                         renewed = time.monotonic()

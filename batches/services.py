@@ -55,14 +55,12 @@ def existing_batch(tenant: Tenant, batch_id: str, spec: BatchSpec) -> Batch | No
 
 
 def create_batch(tenant: Tenant, batch_id: str, spec: BatchSpec, actor: str) -> tuple[Batch, bool, str]:
-    """The job (new, or the one this id already names with the same body): (job, created,
-    callback secret). A different body under a used id is a conflict (409); an unknown voice
-    a 404; the tenant's concurrent-job limit a 429. Nothing is stored unless all is well."""
+    """Make the job the caller found no job for (:func:`existing_batch`) and checked
+    (:func:`check_can_create`): (job, created, callback secret). If a concurrent request made
+    one under this id meanwhile, that one, when it has the same body (else 409); the tenant's
+    concurrent-job limit is checked again under the tenant's lock (429). Nothing is stored
+    unless all is well."""
     digest = spec.sha256()
-    existing = Batch.objects.filter(tenant=tenant, batch_id=batch_id).first()
-    if existing is not None:
-        return _same_job(existing, digest), False, ""
-    check_can_create(tenant, spec)
     secret = secrets.token_hex(32) if spec.callback_url else ""
     now = timezone.now()
     try:
@@ -81,10 +79,10 @@ def create_batch(tenant: Tenant, batch_id: str, spec: BatchSpec, actor: str) -> 
                 batch_size=500,
             )
     except IntegrityError:  # the same id created meanwhile by a concurrent request
-        existing = Batch.objects.filter(tenant=tenant, batch_id=batch_id).first()
+        existing = existing_batch(tenant, batch_id, spec)
         if existing is None:
             raise
-        return _same_job(existing, digest), False, ""
+        return existing, False, ""
     return batch, True, secret
 
 
@@ -213,7 +211,7 @@ def delete(tenant: Tenant, batch_id: str) -> int:
     cancel(tenant, batch_id, notify=False)
     with transaction.atomic():
         batch = get_batch(tenant, batch_id)
-        keys = [k for k in batch.items.exclude(output_key="").values_list("output_key", flat=True)]
+        keys = list(batch.items.exclude(output_key="").values_list("output_key", flat=True))
         batch.delete()
     delete_blobs(*keys)
     return len(keys)

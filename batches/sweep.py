@@ -39,9 +39,13 @@ def items_to_requeue(queue_is_empty: bool) -> list[int]:
                 .values_list("pk", flat=True)[:REQUEUE_LIMIT])
 
 
-def deliver_callbacks() -> int:
-    """Retry the callbacks that are due (and take over those whose sender died)."""
-    return callbacks.deliver_due()
+def upkeep(*, orphans: bool) -> None:
+    """One period's upkeep in either mode: the callbacks that are due (and those whose sender
+    died), the jobs that expired, and, when ``orphans`` (hourly), the blobs nothing points at."""
+    callbacks.deliver_due()
+    purge_expired()
+    if orphans:
+        purge_orphan_blobs()
 
 
 def purge_expired() -> tuple[int, int]:

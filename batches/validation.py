@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from synthesis.encoding import FORMATS
-from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE
+from synthesis.request import DEFAULT_FORMAT, DEFAULT_SAMPLE_RATE, MAX_INSTRUCT_CHARS
 from voices.errors import InvalidRequest
 from voices.s3 import parse_s3_url
 from voices.validation import check_prompt_id
@@ -16,7 +16,6 @@ from voices.validation import check_prompt_id
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 MAX_ITEMS = 1000
 MAX_NAME_CHARS = 200
-MAX_INSTRUCT_CHARS = 500
 DEFAULT_TTL_HOURS = 168
 MAX_TTL_HOURS = 744
 MAX_CALLBACK_URL_CHARS = 2048

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 DEFAULT_FORMAT = "wav"
 DEFAULT_SAMPLE_RATE = 24000
+#: the longest ``instruct_text`` a request may carry (/tts, batch jobs)
+MAX_INSTRUCT_CHARS = 500
 
 
 @dataclass(frozen=True)

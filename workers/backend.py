@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PRIORITY_SUFFIXES = redis_keys.CELERY_PRIORITY_SUFFIXES
-
 
 @dataclass(frozen=True)
 class WorkerGauges:
@@ -198,10 +196,10 @@ async def _read_redis() -> tuple[dict[str, int], int, list[float]]:
                                     settings.TTS_BATCH_QUEUE]))
         async with async_redis(settings.CELERY_BROKER_URL).pipeline(transaction=False) as pipe:
             for name in names:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(name + suffix)
+                for key in redis_keys.celery_queue_lists(name):
+                    pipe.llen(key)
             lengths = await pipe.execute()
-        step = len(_PRIORITY_SUFFIXES)
+        step = len(redis_keys.CELERY_PRIORITY_SUFFIXES)
         queues = {name: sum(lengths[i * step:(i + 1) * step]) for i, name in enumerate(names)}
     redis = async_redis()
     now = time.time()

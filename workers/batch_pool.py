@@ -11,12 +11,11 @@ import logging
 import threading
 import time
 
+from django.conf import settings
 from django.db import close_old_connections
 
-from django.conf import settings
-
 from batches.execution import Outcome, next_pending_item, release_orphans, run_item
-from batches.sweep import deliver_callbacks, purge_expired, purge_orphan_blobs
+from batches.sweep import upkeep
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +85,14 @@ class BatchPool:
         points at every hour."""
         orphans_due = 0.0
         while True:
-            self._sleep(settings.TTS_BATCH_SWEEP_SECONDS)
+            time.sleep(settings.TTS_BATCH_SWEEP_SECONDS)
             close_old_connections()
             try:
-                deliver_callbacks()
-                purge_expired()
-                if time.monotonic() >= orphans_due:
+                orphans = time.monotonic() >= orphans_due
+                if orphans:
                     orphans_due = time.monotonic() + ORPHAN_SWEEP_EVERY_S
-                    purge_orphan_blobs()
+                upkeep(orphans=orphans)
             except Exception as exc:  # noqa: BLE001 - the database or the store away: next period
                 log.warning("batch sweep failed: %s", exc)
             finally:
                 close_old_connections()
-
-    @staticmethod
-    def _sleep(seconds: float) -> None:
-        threading.Event().wait(seconds)

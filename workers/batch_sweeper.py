@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 
-from batches.sweep import deliver_callbacks, items_to_requeue, purge_expired, purge_orphan_blobs
+from batches.sweep import items_to_requeue, upkeep
 from core.redis_clients import sync_redis
 from workers import redis_keys, remote
 
@@ -27,8 +27,8 @@ def batch_queue_depth() -> int | None:
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     try:
         with client.pipeline(transaction=False) as pipe:
-            for suffix in redis_keys.CELERY_PRIORITY_SUFFIXES:
-                pipe.llen(settings.TTS_BATCH_QUEUE + suffix)
+            for name in redis_keys.celery_queue_lists(settings.TTS_BATCH_QUEUE):
+                pipe.llen(name)
             return sum(pipe.execute())
     finally:
         client.close()
@@ -42,10 +42,7 @@ def sweep_once(worker: str) -> None:
     if requeue:
         log.info("queueing %d batch items again (their task was lost, or their run died)", len(requeue))
         remote.send_batch_items(requeue)
-    deliver_callbacks()
-    purge_expired()
-    if sync_redis().set(redis_keys.ORPHAN_SWEEP_LOCK, worker, nx=True, ex=ORPHAN_SWEEP_EVERY_S):
-        purge_orphan_blobs()
+    upkeep(orphans=bool(sync_redis().set(redis_keys.ORPHAN_SWEEP_LOCK, worker, nx=True, ex=ORPHAN_SWEEP_EVERY_S)))
 
 
 def start(worker: str) -> threading.Thread:

@@ -37,3 +37,8 @@ def clone_reply(job_id: str) -> str:
 def stream_queue(queue: str) -> str:
     """Redis list of live stream jobs waiting for a worker (web RPUSHes, workers BLPOP)."""
     return f"{PREFIX}:streams:{queue}"
+
+
+def celery_queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a Celery queue's messages (one per priority step)."""
+    return [queue + suffix for suffix in CELERY_PRIORITY_SUFFIXES]

@@ -871,19 +871,15 @@ class KokoroEngine:
                 if self._foreground_runs:
                     continue
                 self._background_runs[id(preempted)] = preempted.set
+            forget: Callable[[], None] = stop.on_set(preempted.set) if stop is not None else lambda: None
             try:
-                if stop is not None:
-                    forget = stop.on_set(preempted.set)
-                try:
-                    return self._run(feeds, preempted)
-                except StreamStopped:
-                    if stop is not None and stop.is_set():
-                        raise
-                    self.preempted_runs += 1  # a stream came: run it again when streams are quiet
-                finally:
-                    if stop is not None:
-                        forget()
+                return self._run(feeds, preempted)
+            except StreamStopped:
+                if stop is not None and stop.is_set():
+                    raise
+                self.preempted_runs += 1  # a stream came: run it again when streams are quiet
             finally:
+                forget()
                 with self._foreground_lock:
                     self._background_runs.pop(id(preempted), None)
 
